@@ -1,0 +1,1 @@
+"""gap_jax: global average pooling and the other global pooling heads, in JAX/Flax."""

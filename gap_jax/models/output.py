@@ -1,0 +1,63 @@
+"""The two placements of a pooling head, shared by every model.
+
+- classify_then_pool (NiN): a map layer (by default a 1x1 convolution) makes one map per class, the head
+  pools each map to a logit. `aux["class_maps"]` is that map.
+- pool_then_classify (CAM, ResNet): the head pools the features, a dense layer makes the logits.
+  `aux["class_maps"]` is the class activation map M_c = sum_k W[k, c] f_k + b_c, whose spatial mean is the
+  logit when the head is gap (Zhou et al. 2016); it exists for heads that pool channel by channel.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from gap_jax.heads import make_head
+from gap_jax.models.layers import Conv
+
+CLASSIFY_THEN_POOL = "classify_then_pool"
+POOL_THEN_CLASSIFY = "pool_then_classify"
+PLACEMENTS = (CLASSIFY_THEN_POOL, POOL_THEN_CLASSIFY)
+
+
+def conv1x1_maps(features: int, kernel_init, dtype) -> nn.Module:
+  return Conv(features, 1, kernel_init=kernel_init, dtype=dtype, name="class_maps")
+
+
+class PooledOutput(nn.Module):
+  """features (B, H, W, C) -> (logits (B, K), aux)."""
+
+  num_classes: int
+  head: str = "gap"
+  placement: str = CLASSIFY_THEN_POOL
+  head_args: Any = None  # a mapping of head hyper-parameters
+  final_relu: bool = True  # the paper's ReLU after the class-map layer
+  num_maps: int | None = None  # maps made by the map layer; default num_classes
+  make_map_layer: Callable[..., nn.Module] = conv1x1_maps
+  kernel_init: Any = nn.initializers.lecun_normal()
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, features_BHWC, train: bool = False):
+    aux = {"features": features_BHWC}
+    head = make_head(self.head, self.head_args or {}, name="head")
+    k = self.num_classes
+    if self.placement == CLASSIFY_THEN_POOL:
+      maps_BHWM = self.make_map_layer(self.num_maps or k, self.kernel_init, self.dtype)(features_BHWC)
+      if self.final_relu:
+        maps_BHWM = nn.relu(maps_BHWM)
+      aux["class_maps"] = maps_BHWM
+      pooled = head(maps_BHWM, train)
+      if head.per_channel and maps_BHWM.shape[-1] == k:
+        return pooled, aux
+      return self._dense(pooled), aux
+    dense = nn.Dense(k, kernel_init=self.kernel_init, dtype=self.dtype, name="classifier")
+    logits = dense(head(features_BHWC, train))
+    if head.per_channel:
+      w, b = dense.variables["params"]["kernel"], dense.variables["params"]["bias"]
+      aux["class_maps"] = jnp.einsum("bhwc,ck->bhwk", features_BHWC, w.astype(features_BHWC.dtype)) + b
+    return logits, aux
+
+  def _dense(self, x):
+    return nn.Dense(self.num_classes, kernel_init=self.kernel_init, dtype=self.dtype, name="classifier")(x)

@@ -1,0 +1,37 @@
+"""Run by test_parallel.py in a subprocess with 4 fake CPU devices: one training step on a 4-device mesh
+and on a 1-device mesh from the same state and batch; prints the largest differences as JSON."""
+
+import json
+
+import jax
+import numpy as np
+
+from gap_jax import parallel
+from gap_jax.configs import synthetic
+from gap_jax.data import load_dataset
+from gap_jax.models import build_model
+from gap_jax.optim import make_optimizer, make_schedule
+from gap_jax.steps import make_epoch_order, make_init, make_train_step
+
+assert jax.device_count() == 4, jax.devices()
+config = synthetic.get_config()
+config.dropout = 0.5  # dropout masks must not depend on how the batch is split
+data = load_dataset(config)
+results = {}
+for name, mesh in (("four", parallel.make_mesh()), ("one", parallel.make_mesh(jax.devices()[:1]))):
+  model = build_model(config, data.num_classes)
+  tx = make_optimizer(config, make_schedule(config, 100, 10))
+  state = make_init(model, tx, data.image_shape, mesh)(jax.random.key(0))
+  step = make_train_step(model, tx, config, data.mean, data.std, 10, mesh)
+  put = lambda a: jax.device_put(a, parallel.replicated(mesh))
+  order = make_epoch_order(len(data.train), mesh)(jax.random.key(1), 0)
+  losses = []
+  for _ in range(3):
+    state, metrics = step(state, put(data.train.images), put(data.train.labels), order, jax.random.key(2))
+    losses.append(float(metrics["loss"]))
+  results[name] = (losses, [np.asarray(x) for x in jax.tree.leaves(state.params)],
+                   len(state.params["output"]["class_maps"]["kernel"].sharding.device_set))
+(l4, p4, n4), (l1, p1, n1) = results["four"], results["one"]
+print(json.dumps({"loss_diff": float(np.max(np.abs(np.subtract(l4, l1)))),
+                  "param_diff": max(float(np.max(np.abs(a - b))) for a, b in zip(p4, p1)),
+                  "devices": [n4, n1], "losses": l4}))

@@ -1,0 +1,40 @@
+"""The fast formulations compute what the plain Flax/lax layers compute."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gap_jax.models.layers import Conv, jax_conv, max_pool_ceil
+
+
+@pytest.mark.parametrize("k,pad,c_in", [(1, 0, 16), (5, 2, 1), (3, 1, 3), (5, 2, 8), (3, 0, 4)])
+def test_conv_matches_lax_conv(k, pad, c_in):
+  x = jax.random.normal(jax.random.key(0), (2, 9, 9, c_in))
+  layer = Conv(6, k, padding=pad, bias_init=nn.initializers.normal(1.0))
+  params = layer.init(jax.random.key(1), x)
+  ours = layer.apply(params, x)
+  kernel, bias = params["params"]["kernel"], params["params"]["bias"]
+  np.testing.assert_allclose(ours, jax_conv(x, kernel, pad) + bias, rtol=1e-5, atol=1e-5)
+  # and against Flax's own convolution with the same parameters
+  flax_conv = nn.Conv(6, (k, k), padding=pad)
+  np.testing.assert_allclose(ours, flax_conv.apply(params, x), rtol=1e-5, atol=1e-5)
+  # gradients agree too
+  loss = lambda p, f: (f(p, x) ** 2).sum()
+  g_ours = jax.grad(loss)(params, layer.apply)
+  g_flax = jax.grad(loss)(params, flax_conv.apply)
+  for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_flax)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [28, 14, 32, 16, 7, 31])
+def test_max_pool_ceil_matches_flax_same_padding(size):
+  x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
+  expected = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
+  ours = max_pool_ceil(x)
+  assert ours.shape == (2, -(-size // 2), -(-size // 2), 3)
+  np.testing.assert_array_equal(ours, expected)
+  # without ties (continuous random input) the gradient is the same subgradient
+  g = lambda f: jax.grad(lambda x: (f(x) * jnp.arange(f(x).size).reshape(f(x).shape)).sum())(x)
+  np.testing.assert_allclose(g(max_pool_ceil), g(lambda x: nn.max_pool(x, (3, 3), (2, 2), padding="SAME")))

@@ -1,0 +1,105 @@
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gap_jax.models import MODELS
+from gap_jax.models.output import PLACEMENTS
+
+SHAPES = {"nin": (32, 32, 3), "nin_mnist": (28, 28, 1), "nin_svhn": (32, 32, 3), "cnn": (32, 32, 3)}
+MAP_SIZES = {"nin": 8, "nin_mnist": 7, "nin_svhn": 8, "cnn": 8}
+
+
+def count(params):
+  return sum(x.size for x in jax.tree.leaves(params))
+
+
+def init(model, shape, batch=2, seed=0):
+  x = jax.random.normal(jax.random.key(seed), (batch, *shape))
+  return model.init(jax.random.key(1), x)["params"], x
+
+
+def test_nin_cifar10_has_the_papers_parameter_count():
+  params, _ = init(MODELS["nin"](num_classes=10), SHAPES["nin"])
+  assert count(params) == 966_986
+
+
+def test_nin_parameter_count_matches_layer_arithmetic():
+  """Independent count from the layer table: kernel k*k*in*out + out biases per layer."""
+  def expected(blocks, c_in, k):
+    total = 0
+    for block in blocks:
+      for features, size in block:
+        total += size * size * c_in * features + features
+        c_in = features
+    return total + c_in * k + k
+  from gap_jax.models.nin import MNIST_BLOCKS, SVHN_BLOCKS
+  for name, blocks, c_in in (("nin_mnist", MNIST_BLOCKS, 1), ("nin_svhn", SVHN_BLOCKS, 3)):
+    params, _ = init(MODELS[name](num_classes=7), SHAPES[name])
+    assert count(params) == expected(blocks, c_in, 7)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("placement", PLACEMENTS)
+@pytest.mark.parametrize("head", ["gap", "gmp", "fc"])
+def test_output_shapes_and_aux(name, placement, head):
+  model = MODELS[name](num_classes=5, head=head, head_placement=placement)
+  params, x = init(model, SHAPES[name], batch=3)
+  logits, aux = model.apply({"params": params}, x)
+  s = MAP_SIZES[name]
+  assert logits.shape == (3, 5)
+  assert aux["features"].shape[:3] == (3, s, s)
+  if placement == "classify_then_pool" or head != "fc":
+    assert aux["class_maps"].shape == (3, s, s, 5)
+  else:
+    assert "class_maps" not in aux  # a flattening head has no class activation map
+
+
+@pytest.mark.parametrize("name", ["nin", "nin_mnist"])
+def test_classify_then_pool_gap_logits_are_exact_map_means(name):
+  model = MODELS[name](num_classes=10, head="gap", kernel_init="lecun_normal")
+  params, x = init(model, SHAPES[name], batch=4)
+  logits, aux = model.apply({"params": params}, x)
+  np.testing.assert_array_equal(np.asarray(logits), np.asarray(aux["class_maps"].mean(axis=(1, 2))))
+
+
+def test_classify_then_pool_gmp_logits_are_map_maxima():
+  model = MODELS["nin_mnist"](num_classes=10, head="gmp", kernel_init="lecun_normal")
+  params, x = init(model, SHAPES["nin_mnist"], batch=4)
+  logits, aux = model.apply({"params": params}, x)
+  np.testing.assert_array_equal(np.asarray(logits), np.asarray(aux["class_maps"].max(axis=(1, 2))))
+
+
+def test_pool_then_classify_gap_logits_are_cam_means():
+  """Zhou et al.'s identity: with gap, the logit is the spatial mean of the class activation map."""
+  model = MODELS["nin_mnist"](num_classes=10, head="gap", head_placement="pool_then_classify",
+                              kernel_init="lecun_normal")
+  params, x = init(model, SHAPES["nin_mnist"], batch=4)
+  logits, aux = model.apply({"params": params}, x)
+  np.testing.assert_allclose(logits, aux["class_maps"].mean(axis=(1, 2)), rtol=1e-5, atol=1e-5)
+  w = params["output"]["classifier"]["kernel"]
+  cam = np.einsum("bhwc,ck->bhwk", np.asarray(aux["features"], np.float64), np.asarray(w, np.float64))
+  np.testing.assert_allclose(aux["class_maps"], cam + np.asarray(params["output"]["classifier"]["bias"]),
+                             rtol=1e-4, atol=1e-5)
+
+
+def test_dropout_only_in_training():
+  model = MODELS["nin_mnist"](num_classes=10, kernel_init="lecun_normal")
+  params, x = init(model, SHAPES["nin_mnist"])
+  a, _ = model.apply({"params": params}, x)
+  b, _ = model.apply({"params": params}, x)
+  c, _ = model.apply({"params": params}, x, train=True, rngs={"dropout": jax.random.key(3)})
+  np.testing.assert_array_equal(a, b)
+  assert not np.allclose(a, c)
+
+
+def test_mnist_variant_maps_are_7x7_and_pooling_is_ceil_mode():
+  model = MODELS["nin_mnist"](num_classes=10)
+  params, x = init(model, (28, 28, 1))
+  _, aux = model.apply({"params": params}, x)
+  assert aux["class_maps"].shape[1:3] == (7, 7)
+  model = MODELS["nin"](num_classes=10)
+  params, x = init(model, (31, 31, 3))  # ceil(31/2) = 16, ceil(16/2) = 8
+  _, aux = model.apply({"params": params}, x)
+  assert aux["class_maps"].shape[1:3] == (8, 8)

@@ -1,0 +1,57 @@
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from gap_jax.errors import UserError
+from gap_jax.train import train_and_evaluate
+from gap_jax.trained import load_trained
+
+
+def params_of(workdir):
+  return jax.tree.leaves(jax.device_get(load_trained(workdir).state))
+
+
+def test_short_run_learns_and_writes_its_files(tmp_path):
+  from gap_jax.configs import synthetic
+  config = synthetic.get_config()  # 60 steps, 4 classes: chance is 25%
+  results = train_and_evaluate(config, tmp_path)
+  assert results["final"]["test_accuracy"] > 0.6, results["final"]
+  on_disk = json.loads((tmp_path / "results.json").read_text())
+  assert on_disk["final"] == results["final"] and on_disk["config"]["head"] == "gap"
+  assert on_disk["hardware"]["device_count"] == jax.device_count()
+  lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert {"train/loss", "train/images_per_s"} <= set(lines[0]) and any("test/accuracy" in l for l in lines)
+  assert list((tmp_path / "tensorboard").iterdir()), "no TensorBoard event file"
+
+
+def test_resume_is_bit_identical(tmp_path, tiny_config):
+  tiny_config.checkpoint_every_steps = 2
+  straight = train_and_evaluate(tiny_config, tmp_path / "straight")
+  assert train_and_evaluate(tiny_config, tmp_path / "resumed", stop_after_steps=3) is None
+  resumed = train_and_evaluate(tiny_config, tmp_path / "resumed")
+  assert resumed["resumed_from_step"] == 3
+  for a, b in zip(params_of(tmp_path / "straight"), params_of(tmp_path / "resumed")):
+    np.testing.assert_array_equal(a, b)
+  assert straight["final"] == resumed["final"]
+
+
+def test_finished_run_is_not_trained_again(tmp_path, tiny_config):
+  first = train_and_evaluate(tiny_config, tmp_path)
+  again = train_and_evaluate(tiny_config, tmp_path)
+  assert again["resumed_from_step"] == tiny_config.num_train_steps
+  assert again["final"] == first["final"]
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("model", "resnet9000", "unknown model 'resnet9000'"),
+    ("head", "median", "unknown head 'median'"),
+    ("optimizer", "lion", "unknown optimizer 'lion'"),
+    ("lr_schedule", "zigzag", "unknown lr_schedule 'zigzag'"),
+    ("batch_size", 100_000, "exceeds the 256 training examples"),
+])
+def test_bad_config_values_give_clear_errors(tmp_path, tiny_config, field, value, message):
+  tiny_config[field] = value
+  with pytest.raises(UserError, match=message):
+    train_and_evaluate(tiny_config, tmp_path)
