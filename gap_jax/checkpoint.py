@@ -1,6 +1,14 @@
 """Checkpoints through orbax-checkpoint's CheckpointManager: asynchronous saves, the last few kept,
-restore onto the shardings of a template state."""
+restore onto the shardings of a template state.
 
+Orbax writes each step into a temporary directory and renames it when complete, so a write killed
+half-way never looks like a checkpoint. A finished checkpoint that is damaged later (truncated file,
+missing metadata) fails to restore: `restore_latest` then moves it aside into `corrupt/` (nothing is
+deleted), says so, and falls back to the newest one that restores.
+"""
+
+import sys
+import time
 from pathlib import Path
 
 import jax
@@ -9,8 +17,13 @@ import orbax.checkpoint as ocp
 
 class Checkpoints:
   def __init__(self, directory: Path, keep: int):
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True)
-    self._manager = ocp.CheckpointManager(Path(directory).absolute(), options=options)
+    self.directory = Path(directory).absolute()
+    self._keep = keep
+    self._manager = self._open()
+
+  def _open(self):
+    options = ocp.CheckpointManagerOptions(max_to_keep=self._keep, enable_async_checkpointing=True)
+    return ocp.CheckpointManager(self.directory, options=options)
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -23,6 +36,27 @@ class Checkpoints:
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)
     return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+  def restore_latest(self, like):
+    """(step, state) of the newest checkpoint that restores, or (0, like) when there is none."""
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        return step, self.restore(step, like)
+      except Exception as e:  # orbax and tensorstore raise many types for damaged files
+        self._quarantine(step, e)
+    return 0, like
+
+  def _quarantine(self, step: int, error: Exception) -> None:
+    """Move a damaged checkpoint out of orbax's sight, keeping it for a human to inspect."""
+    corrupt = self.directory.parent / "corrupt_checkpoints"
+    corrupt.mkdir(exist_ok=True)
+    target = corrupt / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+    (self.directory / str(step)).rename(target)
+    print(f"warning: checkpoint at step {step} does not restore ({type(error).__name__}: "
+          f"{str(error).splitlines()[0][:200]}); moved to {target}, falling back to an earlier one",
+          file=sys.stderr)
+    self._manager.close()
+    self._manager = self._open()
 
   def close(self) -> None:
     self._manager.wait_until_finished()

@@ -1,5 +1,9 @@
 """Command line: python -m gap_jax.main --config gap_jax/configs/<name>.py --workdir <dir>
-[--config.<field>=<value> ...]. Bad input ends with one line on stderr and exit status 2."""
+[--config.<field>=<value> ...] [--fresh_start | --allow_config_change].
+
+Bad input (unknown flag or config field, wrong type, impossible value, missing data) ends with one line
+on stderr and exit status 2; SIGTERM saves a checkpoint and exits 0 so a scheduler can requeue.
+"""
 
 import sys
 
@@ -10,24 +14,52 @@ from gap_jax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
-flags.mark_flags_as_required(["config", "workdir"])
+_FRESH = flags.DEFINE_bool("fresh_start", False,
+                           "If the workdir holds a run with another config, move it to previous/ and start over.")
+_ALLOW_CHANGE = flags.DEFINE_bool("allow_config_change", False,
+                                  "If the workdir holds a run with another config, continue from its checkpoints.")
+
+
+def fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with every mistake reported as one line instead of a traceback."""
+  try:
+    rest = flags.FLAGS(argv)
+    for name in ("config", "workdir"):
+      if flags.FLAGS[name].value is None:
+        fail(f"--{name} is required: ./launch.sh train --config gap_jax/configs/<name>.py --workdir <dir>")
+    _CONFIG.value.lock()
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as e:
+    text = " ".join(str(e).split())
+    if isinstance(e, (AttributeError, KeyError)):
+      text = f"unknown config field {text.strip(chr(34) + chr(39))} (the fields are in gap_jax/configs/default.py)"
+    fail(text)
+  return rest
 
 
 def main(argv) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  if _FRESH.value and _ALLOW_CHANGE.value:
+    fail("--fresh_start and --allow_config_change exclude each other: pick one")
   logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
   from gap_jax.train import train_and_evaluate  # after flag parsing: a typo fails fast, before jax loads
+  on_change = "fresh" if _FRESH.value else "override" if _ALLOW_CHANGE.value else "refuse"
   try:
-    results = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    results = train_and_evaluate(_CONFIG.value, _WORKDIR.value, on_config_change=on_change)
   except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  if results:
-    f = results["final"]
-    print(f"test accuracy {f['test_accuracy']:.4f} (train {f['train_accuracy']:.4f}) after "
-          f"{results['epochs']:.2f} epochs, {results['wall_time_s']:.0f} s; results in {_WORKDIR.value}/results.json")
+    fail(str(e))
+  if results is None:
+    print(f"stopped early with a checkpoint in {_WORKDIR.value}; run the same command to resume")
+    return
+  f = results["final"]
+  print(f"test accuracy {f['test_accuracy']:.4f} (train {f['train_accuracy']:.4f}) after "
+        f"{results['epochs']:.2f} epochs, {results['wall_time_s']:.0f} s; results in {_WORKDIR.value}/results.json")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

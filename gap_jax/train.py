@@ -1,6 +1,6 @@
 """`train_and_evaluate(config, workdir)`: the one training loop that every config, test and experiment
-calls. It resumes from the workdir's latest checkpoint, logs metrics (metrics.jsonl, TensorBoard) and
-writes results.json when training is complete."""
+calls. It resumes from the workdir's newest good checkpoint, logs metrics (metrics.jsonl, TensorBoard),
+stops cleanly on SIGTERM or a non-finite loss, and writes results.json when training is complete."""
 
 import json
 import math
@@ -20,7 +20,10 @@ from gap_jax.errors import UserError
 from gap_jax.metric_writer import MetricWriter
 from gap_jax.models import build_model
 from gap_jax.optim import make_optimizer, make_schedule
+from gap_jax.preemption import StopRequest
 from gap_jax.steps import make_epoch_order, make_evaluate, make_init, make_train_step
+from gap_jax.validate import validate_config
+from gap_jax.workdir import prepare_workdir
 
 
 def hardware() -> dict:
@@ -31,21 +34,33 @@ def hardware() -> dict:
           "jax": jax.__version__}
 
 
-def _prepare_workdir(workdir: Path, config) -> None:
+def _check_model_fits(model, image_shape) -> None:
   try:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
-  except OSError as e:
-    raise UserError(f"cannot write to workdir {workdir} ({e.strerror}): choose a writable --workdir")
+    jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, *image_shape), np.float32))
+  except (TypeError, ValueError) as e:
+    raise UserError(f"the model cannot take {image_shape} images ({str(e).splitlines()[0][:200]}): "
+                    "use larger images or a model with fewer poolings") from None
 
 
-def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None) -> dict | None:
+def _summarize(pending: list[dict], first_step: int) -> dict[str, float]:
+  """Mean of the per-step metrics; a non-finite loss stops the run, naming its step."""
+  fetched = jax.device_get(pending)
+  losses = np.array([m["loss"] for m in fetched])
+  if not np.all(np.isfinite(losses)):
+    bad = int(np.argmax(~np.isfinite(losses)))
+    raise UserError(f"training loss became {losses[bad]} at step {first_step + bad + 1}: the run is "
+                    "stopped and its last good checkpoint kept; lower the learning_rate or check the data")
+  return {f"train/{k}": float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+
+
+def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
+                       on_config_change: str = "refuse") -> dict | None:
   """Train and evaluate as `config` says, in `workdir`. Returns the results (also written to
-  results.json), or None if `stop_after_steps` stopped this process first (a checkpoint is saved, and
-  running again resumes)."""
+  results.json), or None when this process stopped early (`stop_after_steps` steps done, or SIGTERM)
+  after saving a checkpoint: running again resumes. `on_config_change`: see gap_jax/workdir.py."""
   t_start = time.time()
   workdir = Path(workdir)
-  _prepare_workdir(workdir, config)
+  validate_config(config)
   data = load_dataset(config)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size)
@@ -54,17 +69,15 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None) 
   if steps_per_epoch == 0:
     raise UserError(f"batch_size={config.batch_size} exceeds the {len(data.train)} training examples")
   total_steps = config.num_train_steps or math.ceil(config.num_epochs * steps_per_epoch)
-
   model = build_model(config, data.num_classes)
+  _check_model_fits(model, data.image_shape)
   schedule = make_schedule(config, total_steps, steps_per_epoch)
   tx = make_optimizer(config, schedule)
-  init_key, order_key, step_key = jax.random.split(jax.random.key(config.seed), 3)
-  state = make_init(model, tx, data.image_shape, mesh)(init_key)
-  checkpoints = Checkpoints(workdir / "checkpoints", config.checkpoints_to_keep)
-  start = checkpoints.latest_step() or 0
-  if start:
-    state = checkpoints.restore(start, state)
+  prepare_workdir(workdir, config, on_config_change)  # only once the config is known to be good
 
+  init_key, order_key, step_key = jax.random.split(jax.random.key(config.seed), 3)
+  checkpoints = Checkpoints(workdir / "checkpoints", config.checkpoints_to_keep)
+  start, state = checkpoints.restore_latest(make_init(model, tx, data.image_shape, mesh)(init_key))
   put = lambda a: jax.device_put(a, parallel.replicated(mesh))
   train_x, train_y, test_x, test_y = map(put, (data.train.images, data.train.labels,
                                                data.test.images, data.test.labels))
@@ -77,37 +90,44 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None) 
 
   writer = MetricWriter(workdir)
   bar = tqdm(total=total_steps, initial=start, unit="step", disable=None, dynamic_ncols=True)
-  pending, order, order_epoch = [], None, None
+  pending, order, order_epoch, done = [], None, None, start
   t_log, step_log = time.time(), start
-  for step in range(start, end):
-    epoch = step // steps_per_epoch
-    if epoch != order_epoch:
-      order, order_epoch = epoch_order(order_key, epoch), epoch
-    state, metrics = train_step(state, train_x, train_y, order, step_key)
-    pending.append(metrics)
-    done = step + 1
-    if done % config.log_every_steps == 0 or done == end:
-      summary = {f"train/{k}": float(np.mean(v)) for k, v in jax.device_get(
-          {k: [m[k] for m in pending] for k in pending[0]}).items()}
-      now = time.time()
-      summary["train/images_per_s"] = (done - step_log) * config.batch_size / (now - t_log)
-      summary["train/learning_rate"] = float(schedule(step))
-      writer.write(done, summary)
-      bar.update(done - step_log)
-      bar.set_postfix(loss=f"{summary['train/loss']:.3f}", img_s=f"{summary['train/images_per_s']:.0f}")
-      pending, t_log, step_log = [], now, done
-    if done % eval_every == 0 or done == total_steps:
-      test = jax.device_get(evaluate(state.params, test_x, test_y, len(data.test)))
-      writer.write(done, {f"test/{k}": v for k, v in test.items()})
-      bar.write(f"step {done}/{total_steps} (epoch {done / steps_per_epoch:.2f}): "
-                f"test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}")
-      t_log = time.time()  # evaluation time is not training throughput
-    if done % checkpoint_every == 0 or done in (end, total_steps):
-      checkpoints.save(done, state)
-  bar.close()
-  checkpoints.close()
-  writer.close()
-  if end < total_steps:
+  try:
+    with StopRequest() as stop:
+      for step in range(start, end):
+        epoch = step // steps_per_epoch
+        if epoch != order_epoch:
+          order, order_epoch = epoch_order(order_key, epoch), epoch
+        state, metrics = train_step(state, train_x, train_y, order, step_key)
+        pending.append(metrics)
+        done = step + 1
+        evaluate_now = done % eval_every == 0 or done == total_steps
+        save_now = done % checkpoint_every == 0 or done in (end, total_steps) or stop.requested
+        if done % config.log_every_steps == 0 or evaluate_now or save_now:
+          summary = _summarize(pending, step_log)  # before any save: never checkpoint a NaN
+          now = time.time()
+          summary["train/images_per_s"] = (done - step_log) * config.batch_size / (now - t_log)
+          summary["train/learning_rate"] = float(schedule(step))
+          writer.write(done, summary)
+          bar.update(done - step_log)
+          bar.set_postfix(loss=f"{summary['train/loss']:.3f}", img_s=f"{summary['train/images_per_s']:.0f}")
+          pending, t_log, step_log = [], now, done
+        if evaluate_now:
+          test = jax.device_get(evaluate(state.params, test_x, test_y, len(data.test)))
+          writer.write(done, {f"test/{k}": v for k, v in test.items()})
+          bar.write(f"step {done}/{total_steps} (epoch {done / steps_per_epoch:.2f}): "
+                    f"test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}")
+          t_log = time.time()  # evaluation time is not training throughput
+        if save_now:
+          checkpoints.save(done, state)
+        if stop.requested:
+          bar.write(f"SIGTERM: checkpoint saved at step {done}; run the same command to resume")
+          break
+  finally:
+    bar.close()
+    checkpoints.close()  # waits for the last asynchronous save to be complete on disk
+    writer.close()
+  if done < total_steps:
     return None
 
   n_train = min(config.eval_train_examples, len(data.train))
@@ -116,7 +136,7 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None) 
   final.update({f"test_{k}": float(v) for k, v in
                 jax.device_get(evaluate(state.params, test_x, test_y, len(data.test))).items()})
   results = {"final": final, "steps": total_steps, "epochs": total_steps / steps_per_epoch,
-             "train_examples_scored": n_train, "seed": config.seed,
+             "train_examples_scored": n_train, "seed": config.seed, "evaluated_split": data.eval_split,
              "wall_time_s": time.time() - t_start, "resumed_from_step": start,
              "hardware": hardware(), "config": json.loads(config.to_json_best_effort())}
   (workdir / "results.json").write_text(json.dumps(results, indent=2))

@@ -15,10 +15,5 @@ def get_config():
   c.head = "gap"
   c.num_epochs = 3.0
   c.batch_size = 64
-  c.optimizer = "adam"
-  c.learning_rate = 1e-3
-  c.kernel_init = "lecun_normal"
-  c.weight_decay = 0.0
-  c.warmup_steps = 100
   c.eval_every_steps = 469  # about half an epoch
   return c

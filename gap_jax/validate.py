@@ -1,0 +1,34 @@
+"""Refuse impossible config values before any compute, with one line that says how to fix them.
+
+Names (model, head, dataset, optimizer, schedule) are checked where they are looked up; this checks
+the numbers and the choices that have no lookup of their own.
+"""
+
+from gap_jax.errors import UserError
+from gap_jax.models import COMPUTE_DTYPES
+from gap_jax.models.output import PLACEMENTS
+
+POSITIVE = ("learning_rate", "batch_size", "eval_batch_size", "log_every_steps", "checkpoints_to_keep")
+NON_NEGATIVE = ("weight_decay", "warmup_steps", "crop_padding", "eval_train_examples", "momentum",
+                "bias_lr_multiplier", "init_std")
+POSITIVE_IF_SET = ("num_train_steps", "eval_every_steps", "checkpoint_every_steps")
+
+
+def validate_config(config) -> None:
+  for name in POSITIVE:
+    if not config[name] > 0:
+      raise UserError(f"{name}={config[name]} must be positive (--config.{name}=...)")
+  for name in NON_NEGATIVE:
+    if config[name] < 0:
+      raise UserError(f"{name}={config[name]} must not be negative (--config.{name}=...)")
+  for name in POSITIVE_IF_SET:
+    if config[name] is not None and config[name] <= 0:
+      raise UserError(f"{name}={config[name]} must be positive, or unset (None)")
+  if config.num_train_steps is None and not config.num_epochs > 0:
+    raise UserError(f"num_epochs={config.num_epochs} must be positive (or set num_train_steps)")
+  if not 0 <= config.dropout < 1:
+    raise UserError(f"dropout={config.dropout} must be in [0, 1)")
+  if config.head_placement not in PLACEMENTS:
+    raise UserError(f"unknown head_placement {config.head_placement!r}: choose one of {list(PLACEMENTS)}")
+  if config.compute_dtype not in COMPUTE_DTYPES:
+    raise UserError(f"unknown compute_dtype {config.compute_dtype!r}: choose one of {sorted(COMPUTE_DTYPES)}")

@@ -1,0 +1,57 @@
+"""A workdir belongs to one config. Starting a run in a workdir that holds a different config refuses,
+naming the fields that differ, unless the user asks for an override (keep the checkpoints, record the new
+config) or a fresh start (move the old run into `previous/<time>/`; nothing is deleted)."""
+
+import json
+import time
+from pathlib import Path
+
+from gap_jax.errors import UserError
+
+ON_CONFIG_CHANGE = ("refuse", "override", "fresh")
+RUN_FILES = ("config.json", "metrics.jsonl", "results.json", "tensorboard", "checkpoints",
+             "corrupt_checkpoints")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+  a, b = _flatten(old), _flatten(new)
+  return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
+          for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def prepare_workdir(workdir: Path, config, on_config_change: str = "refuse") -> None:
+  if on_config_change not in ON_CONFIG_CHANGE:
+    raise UserError(f"on_config_change={on_config_change!r}: choose one of {ON_CONFIG_CHANGE}")
+  new_json = config.to_json_best_effort(indent=2)
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_file = workdir / "config.json"
+    if config_file.exists():
+      diffs = config_differences(json.loads(config_file.read_text()), json.loads(new_json))
+      if diffs and on_config_change == "refuse":
+        raise UserError(
+            f"{workdir} holds a run with a different config ({'; '.join(diffs)}): use another "
+            "--workdir, or pass --fresh_start (keeps the old run in previous/) or "
+            "--allow_config_change (continues from its checkpoints)")
+      if diffs and on_config_change == "fresh":
+        archive = workdir / "previous" / time.strftime("%Y%m%d-%H%M%S")
+        archive.mkdir(parents=True)
+        for name in RUN_FILES:
+          if (workdir / name).exists():
+            (workdir / name).rename(archive / name)
+    probe = workdir / ".write_test"
+    probe.write_text("ok")
+    probe.unlink()
+    config_file.write_text(new_json)
+  except OSError as e:
+    raise UserError(f"cannot write to workdir {workdir} ({e.strerror or e}): choose a writable --workdir")
