@@ -7,12 +7,18 @@ missing metadata) fails to restore: `restore_latest` then moves it aside into `c
 deleted), says so, and falls back to the newest one that restores.
 """
 
+import contextlib
 import sys
 import time
 from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
+
+from gap_jax.errors import UserError
+
+
+COMMIT_MARKER = "commit_success.txt"  # orbax writes it last
 
 
 class Checkpoints:
@@ -29,7 +35,18 @@ class Checkpoints:
     return self._manager.latest_step()
 
   def save(self, step: int, state) -> None:
-    self._manager.save(step, args=ocp.args.StandardSave(state))
+    with self._write_errors_explained():  # a failed asynchronous write surfaces at the next save
+      self._manager.save(step, args=ocp.args.StandardSave(state))
+
+  @contextlib.contextmanager
+  def _write_errors_explained(self):
+    try:
+      yield
+    except Exception as e:  # orbax/tensorstore wrap OS errors (disk full, permissions) in many types
+      raise UserError(
+          f"writing a checkpoint in {self.directory} failed ({' '.join(str(e).split())[:300]}); the "
+          "earlier checkpoints there are intact: free disk space or fix the folder, then run the same "
+          "command to resume") from None
 
   def restore(self, step: int, like):
     """The state saved at `step`, with the shapes, dtypes and shardings of `like`."""
@@ -41,6 +58,8 @@ class Checkpoints:
     """(step, state) of the newest checkpoint that restores, or (0, like) when there is none."""
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
+        if not (self.directory / str(step) / COMMIT_MARKER).exists():
+          raise FileNotFoundError(f"no {COMMIT_MARKER}: the write never completed")
         return step, self.restore(step, like)
       except Exception as e:  # orbax and tensorstore raise many types for damaged files
         self._quarantine(step, e)
@@ -59,5 +78,6 @@ class Checkpoints:
     self._manager = self._open()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
+    with self._write_errors_explained():
+      self._manager.wait_until_finished()
     self._manager.close()

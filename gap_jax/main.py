@@ -46,7 +46,9 @@ def main(argv) -> None:
     fail(f"unexpected arguments: {' '.join(argv[1:])}")
   if _FRESH.value and _ALLOW_CHANGE.value:
     fail("--fresh_start and --allow_config_change exclude each other: pick one")
-  logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
+  # orbax logs every checkpoint step at INFO, and a failed background write as a traceback at ERROR;
+  # we report such failures ourselves, in one line.
+  logging.set_verbosity(logging.FATAL)
   from gap_jax.train import train_and_evaluate  # after flag parsing: a typo fails fast, before jax loads
   on_change = "fresh" if _FRESH.value else "override" if _ALLOW_CHANGE.value else "refuse"
   try:

@@ -59,7 +59,9 @@ def make_train_step(model, tx, config, mean, std, steps_per_epoch: int, mesh):
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     new_state = TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state)
     accuracy = (logits.argmax(-1) == y).mean()
-    return new_state, {"loss": loss, "accuracy": accuracy}
+    # The norms let the loop refuse to checkpoint a state that overflowed even while the loss was finite.
+    return new_state, {"loss": loss, "accuracy": accuracy, "grad_norm": optax.global_norm(grads),
+                       "param_norm": optax.global_norm(new_state.params)}
 
   return jax.jit(step, donate_argnums=0, out_shardings=replicated(mesh))
 

@@ -43,13 +43,14 @@ def _check_model_fits(model, image_shape) -> None:
 
 
 def _summarize(pending: list[dict], first_step: int) -> dict[str, float]:
-  """Mean of the per-step metrics; a non-finite loss stops the run, naming its step."""
+  """Mean of the per-step metrics. A non-finite loss, gradient or parameter stops the run, naming the
+  step, before its state can be checkpointed."""
   fetched = jax.device_get(pending)
-  losses = np.array([m["loss"] for m in fetched])
-  if not np.all(np.isfinite(losses)):
-    bad = int(np.argmax(~np.isfinite(losses)))
-    raise UserError(f"training loss became {losses[bad]} at step {first_step + bad + 1}: the run is "
-                    "stopped and its last good checkpoint kept; lower the learning_rate or check the data")
+  for i, m in enumerate(fetched):
+    bad = [k for k in ("loss", "grad_norm", "param_norm") if not np.isfinite(m[k])]
+    if bad:
+      raise UserError(f"{bad[0]} became {m[bad[0]]} at step {first_step + i + 1}: the run is stopped and "
+                      "its last good checkpoint kept; lower the learning_rate or check the data")
   return {f"train/{k}": float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
 
 
