@@ -9,11 +9,18 @@ from tensorboardX import SummaryWriter
 
 
 class MetricWriter:
-  def __init__(self, workdir: Path):
-    self._jsonl = open(Path(workdir) / "metrics.jsonl", "a")
-    self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
+  def __init__(self, workdir: Path | None):
+    self._jsonl = open(Path(workdir) / "metrics.jsonl", "a") if workdir else None
+    self._tb = SummaryWriter(str(Path(workdir) / "tensorboard")) if workdir else None
+
+  @classmethod
+  def discarding(cls) -> "MetricWriter":
+    """For the non-primary processes of a multi-host run: one host writes the metrics."""
+    return cls(None)
 
   def write(self, step: int, metrics: dict[str, float]) -> None:
+    if self._jsonl is None:
+      return
     record = {"step": step, "time": time.time(), **{k: float(v) for k, v in metrics.items()}}
     self._jsonl.write(json.dumps(record) + "\n")
     self._jsonl.flush()
@@ -21,5 +28,7 @@ class MetricWriter:
       self._tb.add_scalar(name, float(value), step)
 
   def close(self) -> None:
+    if self._jsonl is None:
+      return
     self._jsonl.close()
     self._tb.close()

@@ -74,14 +74,14 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
   _check_model_fits(model, data.image_shape)
   schedule = make_schedule(config, total_steps, steps_per_epoch)
   tx = make_optimizer(config, schedule)
-  prepare_workdir(workdir, config, on_config_change)  # only once the config is known to be good
+  if parallel.is_primary():
+    prepare_workdir(workdir, config, on_config_change)  # only once the config is known to be good
 
   init_key, order_key, step_key = jax.random.split(jax.random.key(config.seed), 3)
   checkpoints = Checkpoints(workdir / "checkpoints", config.checkpoints_to_keep)
   start, state = checkpoints.restore_latest(make_init(model, tx, data.image_shape, mesh)(init_key))
-  put = lambda a: jax.device_put(a, parallel.replicated(mesh))
-  train_x, train_y, test_x, test_y = map(put, (data.train.images, data.train.labels,
-                                               data.test.images, data.test.labels))
+  train_x, train_y, test_x, test_y = (parallel.replicate(a, mesh) for a in (
+      data.train.images, data.train.labels, data.test.images, data.test.labels))
   train_step = make_train_step(model, tx, config, data.mean, data.std, steps_per_epoch, mesh)
   epoch_order = make_epoch_order(len(data.train), mesh)
   evaluate = make_evaluate(model, data.mean, data.std, config.eval_batch_size, mesh)
@@ -89,8 +89,10 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
   checkpoint_every = config.checkpoint_every_steps or eval_every
   end = total_steps if stop_after_steps is None else min(total_steps, start + stop_after_steps)
 
-  writer = MetricWriter(workdir)
-  bar = tqdm(total=total_steps, initial=start, unit="step", disable=None, dynamic_ncols=True)
+  primary = parallel.is_primary()
+  writer = MetricWriter(workdir) if primary else MetricWriter.discarding()
+  bar = tqdm(total=total_steps, initial=start, unit="step", disable=None if primary else True,
+             dynamic_ncols=True)
   pending, order, order_epoch, done = [], None, None, start
   t_log, step_log = time.time(), start
   try:
@@ -140,5 +142,6 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
              "train_examples_scored": n_train, "seed": config.seed, "evaluated_split": data.eval_split,
              "wall_time_s": time.time() - t_start, "resumed_from_step": start,
              "hardware": hardware(), "config": json.loads(config.to_json_best_effort())}
-  (workdir / "results.json").write_text(json.dumps(results, indent=2))
+  if primary:
+    (workdir / "results.json").write_text(json.dumps(results, indent=2))
   return results

@@ -1,0 +1,54 @@
+"""Two processes on localhost, each with 2 fake CPU devices, joined through jax.distributed.initialize
+with a local coordinator, train a few steps and reach the parameters of one process with 4 devices."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from gap_jax.trained import load_trained
+
+ROOT = Path(__file__).parents[1]
+OVERRIDES = ["--config.num_train_steps=6", "--config.eval_every_steps=6", "--config.eval_batch_size=64",
+             "--config.eval_train_examples=64", "--config.synthetic.num_train=256",
+             "--config.synthetic.num_test=64", "--config.dropout=0.5"]
+
+
+def command(workdir):
+  return [sys.executable, "-m", "gap_jax.main", "--config", str(ROOT / "gap_jax/configs/synthetic.py"),
+          "--workdir", str(workdir), *OVERRIDES]
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_of_two_devices_match_one_process_of_four(tmp_path):
+  coordinator = f"localhost:{free_port()}"
+  procs = []
+  for pid in range(2):
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES="2", GAP_JAX_DISTRIBUTED="1",
+               JAX_COORDINATOR_ADDRESS=coordinator, GAP_JAX_NUM_PROCESSES="2", GAP_JAX_PROCESS_ID=str(pid))
+    procs.append(subprocess.Popen(command(tmp_path / "multi"), env=env, cwd=ROOT, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+  outs = [p.communicate(timeout=600) for p in procs]
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  single = subprocess.run(command(tmp_path / "single"), env=dict(os.environ, JAX_NUM_CPU_DEVICES="4"),
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert single.returncode == 0, single.stderr[-3000:]
+
+  multi_results = json.loads((tmp_path / "multi" / "results.json").read_text())
+  assert multi_results["hardware"]["process_count"] == 2
+  assert multi_results["hardware"]["device_count"] == 4
+  a = jax.tree.leaves(jax.device_get(load_trained(tmp_path / "multi").state.params))
+  b = jax.tree.leaves(jax.device_get(load_trained(tmp_path / "single").state.params))
+  for x, y in zip(a, b):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
