@@ -103,3 +103,15 @@ def test_mnist_variant_maps_are_7x7_and_pooling_is_ceil_mode():
   params, x = init(model, (31, 31, 3))  # ceil(31/2) = 16, ceil(16/2) = 8
   _, aux = model.apply({"params": params}, x)
   assert aux["class_maps"].shape[1:3] == (8, 8)
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_close_logits():
+  f32 = MODELS["nin_mnist"](num_classes=10, kernel_init="lecun_normal", final_relu=False)
+  bf16 = MODELS["nin_mnist"](num_classes=10, kernel_init="lecun_normal", final_relu=False,
+                             dtype=jnp.bfloat16)
+  params, x = init(bf16, SHAPES["nin_mnist"], batch=4)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+  lo16, aux = bf16.apply({"params": params}, x)
+  lo32, _ = f32.apply({"params": params}, x)
+  assert aux["class_maps"].dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(lo16, np.float32), lo32, rtol=0.05, atol=0.05 * np.abs(lo32).max())
