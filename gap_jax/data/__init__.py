@@ -1,28 +1,120 @@
-"""Datasets by name, loaded into host memory as uint8 arrays; the training loop puts them on device.
+"""Datasets by name, loaded into host memory; the training loop puts them on device.
 
-To add a dataset: write `load(config) -> (train Split, test Split, num_classes)` and add it to DATASETS.
+load_dataset(config) reads the splits from the dataset's source, holds out a validation split when
+`config.eval_split == "validation"`, then preprocesses (gap_jax.data.preprocess). To add a dataset, add a
+DatasetSpec to gap_jax.data.specs.SPECS: a tfds builder name, or a local `load(config) -> (train, test,
+num_classes)`.
 """
 
-import numpy as np
+import os
+from pathlib import Path
 
-from gap_jax.data import fashion_mnist, synthetic
+from gap_jax.data import preprocess, tfds_source
+from gap_jax.data.specs import SPECS, DatasetSpec
 from gap_jax.data.types import Dataset, Split
+from gap_jax.data.validation import concat, hold_out
 from gap_jax.errors import UserError
 
-DATASETS = {
-    "fashion_mnist": fashion_mnist.load,
-    "synthetic": synthetic.load,
-}
+DATASETS = SPECS
+SOURCES = ("auto", "local", "tfds")
+EVAL_SPLITS = ("test", "validation")
+
+
+def _field(config, name: str, default):
+  """A config field, or its default for runs whose config.json predates it."""
+  return config.get(name, default)
+
+
+def choose_source(name: str, spec: DatasetSpec, config) -> str:
+  wanted = _field(config, "data_source", "auto")
+  if wanted not in SOURCES:
+    raise UserError(f"unknown data_source {wanted!r}: choose one of {list(SOURCES)}")
+  if wanted == "auto":
+    return spec.sources[0]
+  if wanted not in spec.sources:
+    raise UserError(f"dataset {name!r} has no {wanted!r} source, only {list(spec.sources)}: set "
+                    "--config.data_source to one of those or to 'auto'")
+  return wanted
+
+
+def read_splits(name: str, spec: DatasetSpec, source: str, config,
+                wanted: list[str]) -> tuple[dict[str, Split], int]:
+  if source == "local":
+    train, test, num_classes = spec.local(config)
+    return {"train": train, "test": test}, num_classes
+  splits = tfds_source.load(spec.tfds_name, wanted, _field(config, "tfds_data_dir", None))
+  for split_name, split in splits.items():
+    shape, top = split.images.shape[1:], int(split.labels.max())
+    if shape != spec.image_shape or top >= spec.num_classes or split.labels.min() < 0:
+      raise UserError(f"the prepared {name} {split_name} split has images {shape} and labels up to {top}, "
+                      f"expected {spec.image_shape} and below {spec.num_classes}: delete it from the "
+                      f"tfds data dir and run `{tfds_source.prepare_command(name, None)}`")
+  return splits, spec.num_classes
+
+
+def validation_recipe(name: str, spec: DatasetSpec, config, parts: list[str]) -> dict[str, int]:
+  """Examples per class to hold out of each training part."""
+  per_class = _field(config, "validation_per_class", None)
+  if per_class is not None:
+    if per_class <= 0:
+      raise UserError(f"validation_per_class={per_class} must be positive, or None for the recipe")
+    return {"train": per_class}
+  if spec.validation is None:
+    raise UserError(f"dataset {name!r} has no validation recipe: set --config.validation_per_class")
+  return {part: n for part, n in spec.validation.items() if part in parts}
+
+
+def cache_dir(config) -> Path:
+  folder = _field(config, "preprocess_cache_dir", None)
+  if folder:
+    return Path(folder)
+  return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gap_jax"
 
 
 def load_dataset(config) -> Dataset:
-  if config.dataset not in DATASETS:
-    raise UserError(f"unknown dataset {config.dataset!r}: choose one of {sorted(DATASETS)} "
+  name = config.dataset
+  if name not in DATASETS:
+    raise UserError(f"unknown dataset {name!r}: choose one of {sorted(DATASETS)} "
                     "(config field `dataset`)")
-  train, test, num_classes = DATASETS[config.dataset](config)
-  pixels = train.images.reshape(-1, train.images.shape[-1]).astype(np.float64) / 255.0
-  return Dataset(config.dataset, train, test, num_classes,
-                 mean=pixels.mean(0).astype(np.float32), std=pixels.std(0).astype(np.float32))
+  spec = DATASETS[name]
+  source = choose_source(name, spec, config)
+  eval_split = _field(config, "eval_split", "test")
+  if eval_split not in EVAL_SPLITS:
+    raise UserError(f"unknown eval_split {eval_split!r}: choose one of {list(EVAL_SPLITS)}")
+  parts = ["train"]
+  if _field(config, "train_extra", False):
+    if spec.extra_split is None or source != "tfds":
+      raise UserError(f"train_extra=True, but dataset {name!r} from source {source!r} has no extra "
+                      "training split (svhn_cropped through tfds has): set --config.train_extra=False")
+    parts.append(spec.extra_split)
+  needed = (parts + ["test"]) if eval_split == "test" else parts  # validation never reads test
+  splits, num_classes = read_splits(name, spec, source, config, needed)
+
+  fitted_on = "+".join(parts)
+  if eval_split == "test":
+    train, evaluated = concat([splits[p] for p in parts]), splits["test"]
+  else:
+    recipe = validation_recipe(name, spec, config, parts)
+    kept, held = [], []
+    for part in parts:
+      if recipe.get(part):
+        rest, part_held = hold_out(splits[part], recipe[part], num_classes, f"{name} {part}")
+        kept.append(rest)
+        held.append(part_held)
+      else:
+        kept.append(splits[part])
+    train, evaluated = concat(kept), concat(held)
+    fitted_on += "-minus-validation-" + "+".join(str(recipe.get(p, 0)) for p in parts)
+
+  method = _field(config, "preprocess", "auto")
+  method = spec.preprocess if method == "auto" else method
+  if method not in preprocess.PREPROCESSORS:
+    raise UserError(f"unknown preprocess {method!r}: choose one of {sorted(preprocess.PREPROCESSORS)} "
+                    "or 'auto' (the dataset's default)")
+  cache_file = cache_dir(config) / f"zca-{name}-{source}-{fitted_on}.npz"
+  train_x, eval_x, mean, std = preprocess.PREPROCESSORS[method](train.images, evaluated.images, cache_file)
+  return Dataset(name, Split(train_x, train.labels), Split(eval_x, evaluated.labels), num_classes,
+                 mean=mean, std=std, eval_split=eval_split, preprocess=method)
 
 
 __all__ = ["DATASETS", "Dataset", "Split", "load_dataset"]

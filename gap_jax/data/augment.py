@@ -6,8 +6,12 @@ import jax
 import jax.numpy as jnp
 
 
-def normalize(images_BHWC_uint8, mean_C, std_C):
-  return (images_BHWC_uint8.astype(jnp.float32) / 255.0 - mean_C) / std_C
+def normalize(images_BHWC, mean_C, std_C):
+  """uint8 pixels -> [0, 1] -> standardized by the training mean/std. Float images were preprocessed on
+  the host (GCN+ZCA, LCN: gap_jax.data.preprocess) and are used as they are."""
+  if jnp.issubdtype(images_BHWC.dtype, jnp.floating):
+    return images_BHWC.astype(jnp.float32)
+  return (images_BHWC.astype(jnp.float32) / 255.0 - mean_C) / std_C
 
 
 def random_crop(key, x_BHWC, padding: int):
