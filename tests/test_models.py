@@ -7,8 +7,9 @@ import pytest
 from gap_jax.models import MODELS
 from gap_jax.models.output import PLACEMENTS
 
-SHAPES = {"nin": (32, 32, 3), "nin_mnist": (28, 28, 1), "nin_svhn": (32, 32, 3), "cnn": (32, 32, 3)}
-MAP_SIZES = {"nin": 8, "nin_mnist": 7, "nin_svhn": 8, "cnn": 8}
+SHAPES = {"nin": (32, 32, 3), "nin_mnist": (28, 28, 1), "nin_svhn": (32, 32, 3), "cnn": (32, 32, 3),
+          "rfnet": (16, 16, 1)}
+MAP_SIZES = {"nin": 8, "nin_mnist": 7, "nin_svhn": 8, "cnn": 8, "rfnet": 16}
 
 
 def count(params):
@@ -115,3 +116,19 @@ def test_bfloat16_compute_keeps_float32_parameters_and_close_logits():
   lo32, _ = f32.apply({"params": params}, x)
   assert aux["class_maps"].dtype == jnp.bfloat16
   np.testing.assert_allclose(np.asarray(lo16, np.float32), lo32, rtol=0.05, atol=0.05 * np.abs(lo32).max())
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 3])
+def test_rfnet_receptive_field_is_the_dial_and_parameters_do_not_move(dilation):
+  """With positive weights and no ReLU zeros, the input pixels one class-map unit depends on span
+  exactly the analytic receptive field 1 + depth (k - 1) dilation."""
+  from gap_jax.models.rfnet import receptive_field
+  model = MODELS["rfnet"](num_classes=3, dilation=dilation, final_relu=False)
+  params, _ = init(model, (33, 33, 1))
+  assert count(params) == (9 * 1 * 32 + 32) + 3 * (9 * 32 * 32 + 32) + (32 * 3 + 3)
+  positive = jax.tree.map(lambda w: jnp.abs(w) + 0.01, params)
+  unit = lambda x: model.apply({"params": positive}, x)[1]["class_maps"][0, 16, 16, 0]
+  grad = np.asarray(jax.grad(unit)(jnp.ones((1, 33, 33, 1)))[0, :, :, 0])
+  rows, cols = np.nonzero(grad)
+  assert rows.max() - rows.min() + 1 == receptive_field(4, 3, dilation)
+  assert cols.max() - cols.min() + 1 == receptive_field(4, 3, dilation)

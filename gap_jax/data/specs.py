@@ -9,7 +9,7 @@ TensorFlow; "tfds" reads tensorflow-datasets' prepared array_record files (gap_j
 import dataclasses
 from typing import Callable
 
-from gap_jax.data import fashion_mnist, synthetic
+from gap_jax.data import arrangement, fashion_mnist, shapes, synthetic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,4 +48,7 @@ SPECS = {
     "fashion_mnist": DatasetSpec(10, (28, 28, 1), "fashion_mnist", local=fashion_mnist.load,
                                  validation={"train": 1000}),
     "synthetic": DatasetSpec(None, None, local=synthetic.load),
+    # Procedural, with ground-truth masks and boxes (their generate() functions) for the experiments.
+    "arrangement": DatasetSpec(len(arrangement.CLASS_NAMES), None, local=arrangement.load),
+    "shapes": DatasetSpec(len(shapes.CLASS_NAMES), None, local=shapes.load),
 }

@@ -11,12 +11,14 @@ import jax.numpy as jnp
 from gap_jax.errors import UserError
 from gap_jax.models.cnn import ConventionalCNN
 from gap_jax.models.nin import CIFAR10_BLOCKS, MNIST_BLOCKS, SVHN_BLOCKS, NiN
+from gap_jax.models.rfnet import RFNet
 
 MODELS = {
     "nin": functools.partial(NiN, blocks=CIFAR10_BLOCKS),  # the CIFAR-10/100 definition
     "nin_mnist": functools.partial(NiN, blocks=MNIST_BLOCKS),
     "nin_svhn": functools.partial(NiN, blocks=SVHN_BLOCKS),
     "cnn": ConventionalCNN,
+    "rfnet": RFNet,  # receptive field as a dial (dilation), for the experiments
 }
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
