@@ -2,7 +2,12 @@
 # gap_jax entry point. Sets up .venv on first use, then runs a command:
 #   ./launch.sh                 the main job (NiN + GAP on Fashion-MNIST, CPU)
 #   ./launch.sh train --config gap_jax/configs/<name>.py --workdir <dir> [--config.<field>=<value> ...]
+#   ./launch.sh analyze --workdir <dir>     class maps, sparsity, receptive fields, localization of a run:
+#                                           writes <dir>/analysis.json and PNG figures
 #   ./launch.sh test [pytest args]
+#   ./launch.sh setup                       only create/update .venv (run once before a multi-host job)
+#   ./launch.sh distributed <train args>    one process of a multi-host run: the same command on every
+#                                           host (srun, or gcloud ... tpu-vm ssh --worker=all); see README
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
@@ -43,10 +48,19 @@ case "$cmd" in
   train)
     setup; install_data
     exec "$PY" -m gap_jax.main "$@" ;;
+  analyze)
+    setup; install_data
+    exec "$PY" -m gap_jax.analysis "$@" ;;
   test)
     setup
     exec "$PY" -m pytest -q "$@" ;;
+  setup)
+    setup; install_data ;;
+  distributed)
+    # No set-up here: many hosts installing into one shared .venv at once would race.
+    [ -x "$PY" ] || { echo "run './launch.sh setup' once first" >&2; exit 2; }
+    GAP_JAX_DISTRIBUTED=1 exec "$PY" -m gap_jax.main "$@" ;;
   *)
-    echo "unknown command '$cmd': use one of main, train, test (see README.md)" >&2
+    echo "unknown command '$cmd': see the usage at the top of launch.sh and README.md" >&2
     exit 2 ;;
 esac
