@@ -4,6 +4,7 @@
 #   ./launch.sh train --config gap_jax/configs/<name>.py --workdir <dir> [--config.<field>=<value> ...]
 #   ./launch.sh analyze --workdir <dir>     class maps, sparsity, receptive fields, localization of a run:
 #                                           writes <dir>/analysis.json and PNG figures
+#   ./launch.sh experiment <name> [--quick] [--seeds N]   a hypothesis experiment: results/<name>/report.md
 #   ./launch.sh test [pytest args]
 #   ./launch.sh setup                       only create/update .venv (run once before a multi-host job)
 #   ./launch.sh distributed <train args>    one process of a multi-host run: the same command on every
@@ -51,6 +52,9 @@ case "$cmd" in
   analyze)
     setup; install_data
     exec "$PY" -m gap_jax.analysis "$@" ;;
+  experiment)
+    setup; install_data
+    exec "$PY" -m experiments "$@" ;;
   test)
     setup
     exec "$PY" -m pytest -q "$@" ;;

@@ -1,0 +1,13 @@
+"""Hypothesis experiments, by name. Each module defines EXPERIMENT (experiments/framework.py);
+run one with `./launch.sh experiment <name> [--quick]`."""
+
+import importlib
+
+NAMES = ("arrangement",)
+
+
+def get(name: str):
+  if name not in NAMES:
+    from gap_jax.errors import UserError
+    raise UserError(f"unknown experiment {name!r}: choose one of {list(NAMES)}")
+  return importlib.import_module(f"experiments.{name}").EXPERIMENT

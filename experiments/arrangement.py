@@ -1,0 +1,85 @@
+"""The counterexample: classes that differ only in how identical motifs are arranged (x vs plus vs
+scattered, five motifs each, equal mean intensity). GAP sees only means of class maps, so it can only
+classify if some unit's receptive field spans enough of the arrangement to tell the layouts apart."""
+
+import ml_collections
+
+from experiments.framework import Experiment, Point, Verdict
+from experiments.stats import cohens_d
+from gap_jax.configs import default
+from gap_jax.models.rfnet import receptive_field
+
+CELL, MOTIF, DEPTH, KERNEL = 8, 3, 4, 3
+SPAN = 2 * CELL + MOTIF  # pixels from the first motif's edge to the last's
+CHANCE = 1 / 3
+
+
+def config(head: str, dilation: int, quick: bool) -> ml_collections.ConfigDict:
+  c = default.get_config()
+  c.model, c.head, c.dataset = "rfnet", head, "arrangement"
+  c.model_args = ml_collections.ConfigDict({"dilation": dilation, "depth": DEPTH, "width": 16})
+  c.final_relu = False  # unconstrained maps; a ReLU'd map can die in a short run
+  c.dropout = 0.0
+  c.arrangement.cell, c.arrangement.motif = CELL, MOTIF
+  c.arrangement.num_train = 2048 if quick else 4096
+  c.num_train_steps = 150 if quick else 600
+  c.batch_size, c.learning_rate, c.warmup_steps = 64, 2e-3, 30
+  c.eval_every_steps = c.num_train_steps
+  c.eval_train_examples = 1024
+  return c
+
+
+def sweep(quick: bool) -> list[Point]:
+  heads = ("gap", "fc") if quick else ("gap", "gmp", "fc")
+  dilations = (1, 3) if quick else (1, 2, 3, 4)
+  return [Point(f"head-{h}_dilation-{d}",
+                {"head": h, "dilation": d, "receptive_field": receptive_field(DEPTH, KERNEL, d)},
+                config(h, d, quick)) for h in heads for d in dilations]
+
+
+def measure(point, trained) -> dict:
+  return {}  # accuracy is what this experiment needs; the framework records it
+
+
+def decide(summaries: dict) -> Verdict:
+  gap = sorted((p for p in summaries.values() if p["params"]["head"] == "gap"),
+               key=lambda p: p["params"]["receptive_field"])
+  fc = sorted((p for p in summaries.values() if p["params"]["head"] == "fc"),
+              key=lambda p: p["params"]["receptive_field"])
+  below = [p for p in gap if p["params"]["receptive_field"] < SPAN]
+  above = [p for p in gap if p["params"]["receptive_field"] >= SPAN]
+  if not below or not above or not fc:
+    return Verdict("inconclusive", "the sweep lacks a GAP point on one side of the span, or an FC point", {})
+  b, a, f = below[-1]["test_accuracy"], above[0]["test_accuracy"], fc[0]["test_accuracy"]
+  effect = {"gap_accuracy_gain_when_rf_covers": a["mean"] - b["mean"],
+            "cohens_d_gap_above_vs_below": cohens_d(a["values"], b["values"]),
+            "fc_minus_gap_at_smallest_rf": f["mean"] - gap[0]["test_accuracy"]["mean"]}
+  rf_b, rf_a = below[-1]["params"]["receptive_field"], above[0]["params"]["receptive_field"]
+  reason = (f"GAP test accuracy {b['mean']:.3f} [{b['lo']:.3f}, {b['hi']:.3f}] with RF {rf_b} px < span "
+            f"{SPAN} px, {a['mean']:.3f} [{a['lo']:.3f}, {a['hi']:.3f}] with RF {rf_a} px >= span; FC at the "
+            f"smallest RF ({fc[0]['params']['receptive_field']} px): {f['mean']:.3f}; chance {CHANCE:.3f}.")
+  if b["hi"] < CHANCE + 0.2 and a["lo"] > 0.9:
+    return Verdict("supported", reason, effect)
+  if b["lo"] > 0.9 or a["hi"] < CHANCE + 0.2:
+    return Verdict("refuted", reason, effect)
+  return Verdict("inconclusive", reason, effect)
+
+
+def figures(summaries: dict, out_dir) -> list[str]:
+  from experiments.plots import metric_vs_param
+  return [metric_vs_param(summaries, "receptive_field", "test_accuracy", "head", out_dir / "accuracy_vs_rf.png",
+                          reference=(SPAN, "arrangement span"), chance=CHANCE)]
+
+
+EXPERIMENT = Experiment(
+    name="arrangement",
+    question="GAP sees only the mean of each class map. Can it separate classes that differ only in the "
+             "arrangement of identical motifs, and what does that take?",
+    hypothesis="With the receptive field (RF) smaller than the arrangement's span, GAP is near chance; once "
+               "the RF covers it, GAP is near perfect. An FC head, which keeps positions, does not need that.",
+    metrics={"test_accuracy": "accuracy on 1024 test images (3 classes, chance 1/3)",
+             "train_accuracy": "accuracy on 1024 training images"},
+    decision_rule=f"Supported if GAP's 95% interval at the largest RF below the span ({SPAN} px) lies under "
+                  f"chance + 0.2 and at the smallest RF at or above the span lies over 0.9. Refuted if GAP "
+                  "is over 0.9 below the span or under chance + 0.2 above it. Otherwise inconclusive.",
+    sweep=sweep, measure=measure, decide=decide, figures=figures)

@@ -1,0 +1,95 @@
+"""What every hypothesis experiment does, written once: run a declared sweep of training configs for
+several seeds through the one training loop (finished runs are found and reused), measure each trained
+model, summarize across seeds, apply the declared decision rule, and write results.json, report.md and
+figures into results/<experiment>/.
+
+An experiment module defines an `Experiment`: its question, hypothesis, metrics and decision rule (all
+stated before anything runs), `sweep(quick)` -> points, `measure(point, trained)` -> numbers for one
+run, `decide(summaries)` -> Verdict, and optionally `figures(summaries, out_dir)` -> PNG names.
+"""
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import ml_collections
+
+from experiments import report, stats
+from gap_jax.train import train_and_evaluate
+from gap_jax.trained import load_trained
+
+VERDICTS = ("supported", "refuted", "inconclusive")
+
+
+@dataclasses.dataclass
+class Point:
+  key: str  # unique and filesystem-safe, e.g. "head-gap_dilation-2"
+  params: dict  # what varies at this point, for tables and plots
+  config: ml_collections.ConfigDict  # the training config (the framework sets the seed)
+
+
+@dataclasses.dataclass
+class Verdict:
+  verdict: str  # one of VERDICTS
+  reason: str  # the numbers the verdict rests on, in words
+  effect: dict  # the effect sizes, by name
+
+
+@dataclasses.dataclass
+class Experiment:
+  name: str
+  question: str
+  hypothesis: str
+  metrics: dict[str, str]  # name -> what it measures
+  decision_rule: str
+  sweep: Callable[[bool], list[Point]]
+  measure: Callable[[Point, object], dict[str, float]]
+  decide: Callable[[dict], Verdict]
+  figures: Callable[[dict, Path], list[str]] | None = None
+
+
+def run_point(exp: Experiment, point: Point, seed: int, runs_dir: Path) -> dict:
+  """Train (or find) one seed of one point and measure it; measured.json makes it reusable."""
+  workdir = runs_dir / point.key / f"seed{seed}"
+  measured_file = workdir / "measured.json"
+  if measured_file.exists():
+    return json.loads(measured_file.read_text())
+  config = ml_collections.ConfigDict(point.config.to_dict())
+  config.seed = seed
+  results = train_and_evaluate(config, workdir)
+  measured = {"test_accuracy": results["final"]["test_accuracy"],
+              "train_accuracy": results["final"]["train_accuracy"],
+              "train_time_s": results["wall_time_s"]}
+  measured.update(exp.measure(point, load_trained(workdir)))
+  measured_file.write_text(json.dumps(measured, indent=2))
+  return measured
+
+
+def run(exp: Experiment, out_dir: Path, quick: bool = False, seeds: int = 3) -> dict:
+  if seeds < 2:
+    raise ValueError("an experiment needs at least 2 seeds per point for an interval (3 by default)")
+  out_dir = Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  t0 = time.time()
+  points = exp.sweep(quick)
+  raw, summaries = {}, {}
+  for i, point in enumerate(points):
+    print(f"[{exp.name}] point {i + 1}/{len(points)}: {point.key}", flush=True)
+    raw[point.key] = [run_point(exp, point, seed, out_dir / "runs") for seed in range(seeds)]
+    summaries[point.key] = {"params": point.params, **{
+        metric: stats.summarize([r[metric] for r in raw[point.key]]) for metric in raw[point.key][0]}}
+  verdict = exp.decide(summaries)
+  assert verdict.verdict in VERDICTS, verdict
+  figures = exp.figures(summaries, out_dir) if exp.figures else []
+  results = {
+      "experiment": exp.name, "question": exp.question, "hypothesis": exp.hypothesis,
+      "metrics": exp.metrics, "decision_rule": exp.decision_rule, "quick": quick, "seeds": seeds,
+      "verdict": dataclasses.asdict(verdict), "points": summaries, "runs": raw,
+      "configs": {p.key: p.config.to_dict() for p in points}, "figures": figures,
+      "wall_time_s": time.time() - t0}
+  (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+  (out_dir / "report.md").write_text(report.render(results))
+  print(f"[{exp.name}] verdict: {verdict.verdict}: {verdict.reason}")
+  return results

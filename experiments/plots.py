@@ -1,0 +1,32 @@
+"""Figures shared by the experiments: a metric against a swept parameter, one line per group, with
+95% interval error bars across seeds."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def metric_vs_param(summaries: dict, param: str, metric: str, group: str, path: Path,
+                    reference: tuple[float, str] | None = None, chance: float | None = None) -> str:
+  fig, ax = plt.subplots(figsize=(5, 3.5))
+  groups = sorted({p["params"][group] for p in summaries.values()})
+  for g in groups:
+    pts = sorted((p for p in summaries.values() if p["params"][group] == g), key=lambda p: p["params"][param])
+    x = [p["params"][param] for p in pts]
+    m = [p[metric]["mean"] for p in pts]
+    err = [[p[metric]["mean"] - p[metric]["lo"] for p in pts], [p[metric]["hi"] - p[metric]["mean"] for p in pts]]
+    ax.errorbar(x, m, yerr=err, marker="o", capsize=3, label=f"{group}={g}")
+  if reference:
+    ax.axvline(reference[0], color="gray", ls="--", label=reference[1])
+  if chance is not None:
+    ax.axhline(chance, color="gray", ls=":", label="chance")
+  ax.set_xlabel(param.replace("_", " "))
+  ax.set_ylabel(metric.replace("_", " "))
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return Path(path).name
