@@ -14,7 +14,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.model = "nin_mnist"  # gap_jax.models.MODELS
   c.head = "gap"  # gap_jax.heads.HEADS
   c.head_placement = "classify_then_pool"  # or "pool_then_classify"
-  c.head_args = ml_collections.ConfigDict({"dropout": 0.0})  # the head's own hyper-parameters
+  # The heads' own hyper-parameters; each head takes only its fields (gap_jax/heads, README "Heads").
+  c.head_args = ml_collections.ConfigDict({
+      "dropout": 0.0,  # fc: dropout before the dense layer
+      "r": 10.0, "learn_r": False,  # lse: sharpness r (r -> 0: mean, r -> inf: max); learn_r trains it
+      "p": 3.0, "eps": 1e-6, "learn_p": True,  # gem: exponent p (trained from this init), clamp eps
+      "k_max": 0.2, "k_min": 0.2, "alpha": 0.7,  # topk (WILDCAT): counts, or fractions of H*W below 1
+      "decay": 0.996,  # gwrp: rank weights decay^(j-1) (1: mean, 0: max)
+      "num_heads": 8, "mlp_dim": placeholder(int),  # map: attention heads; MLP width (None: 4 * C)
+      "embed_dim": 500, "attention_dim": 128,  # attention_mil: Ilse et al.'s L (0: no embedding), D
+  })
   c.model_args = ml_collections.ConfigDict()  # extra model fields, e.g. {"num_maps": 16} for "cnn"
   c.dropout = 0.5  # after each pooling layer inside the model
   c.final_relu = True  # the paper's ReLU after the class-map layer
@@ -22,13 +31,26 @@ def get_config() -> ml_collections.ConfigDict:
   c.init_std = 0.05  # its std (paper: 0.05 for every layer)
   c.compute_dtype = "float32"  # or "bfloat16" (parameters stay float32)
 
-  # Data.
-  c.dataset = "synthetic"  # gap_jax.data.DATASETS
-  c.data_dir = placeholder(str)  # None: $GAP_JAX_DATA_DIR, then the dataset's default folder
+  # Data. Each dataset's paper defaults (preprocessing, validation, augmentation): gap_jax/data/specs.py.
+  c.dataset = "synthetic"  # gap_jax.data.DATASETS: cifar10, cifar100, svhn_cropped, mnist, fashion_mnist
+  c.data_source = "auto"  # "local" (files, no network), "tfds", or "auto": local where it exists, else tfds
+  c.data_dir = placeholder(str)  # local files; None: $GAP_JAX_DATA_DIR, then the dataset's default folder
+  c.tfds_data_dir = placeholder(str)  # tfds; None: tfds's own ($TFDS_DATA_DIR, else ~/tensorflow_datasets)
+  c.train_extra = False  # svhn_cropped: also train on its 531k "extra" images (as the paper did)
+  c.eval_split = "test"  # or "validation": hold out part of train, train on the rest, evaluate on it
+  c.validation_per_class = placeholder(int)  # held out per class; None: the dataset's recipe (specs.py)
+  c.preprocess = "auto"  # "standardize", "gcn_zca" or "lcn" (gap_jax.data.preprocess); "auto": the paper's
+  c.preprocess_cache_dir = placeholder(str)  # fitted ZCA; None: $XDG_CACHE_HOME/gap_jax or ~/.cache/gap_jax
   c.crop_padding = 0  # random-crop augmentation: pad by this many pixels, crop back (0: off)
   c.flip = False  # random horizontal flips
   c.synthetic = ml_collections.ConfigDict(
       {"num_train": 2048, "num_test": 512, "image_size": 16, "num_classes": 4, "motif_size": 5, "seed": 0})
+  # gap_jax/data/arrangement.py: five identical motifs on a 3x3 grid of `cell`-pixel spacing per image.
+  c.arrangement = ml_collections.ConfigDict(
+      {"num_train": 4096, "num_test": 1024, "image_size": 32, "cell": 6, "motif": 3, "jitter": 1, "seed": 0})
+  # gap_jax/data/shapes.py: one or more shapes of the image's class on clutter.
+  c.shapes = ml_collections.ConfigDict(
+      {"num_train": 4096, "num_test": 1024, "image_size": 32, "max_objects": 2, "seed": 0})
 
   # Optimisation.
   # Adam keeps the paper's final ReLU trainable; SGD (the paper's) kills every class map early (README).

@@ -4,7 +4,12 @@
   pools each map to a logit. `aux["class_maps"]` is that map.
 - pool_then_classify (CAM, ResNet): the head pools the features, a dense layer makes the logits.
   `aux["class_maps"]` is the class activation map M_c = sum_k W[k, c] f_k + b_c, whose spatial mean is the
-  logit when the head is gap (Zhou et al. 2016); it exists for heads that pool channel by channel.
+  logit when the head is gap (Zhou et al. 2016). It exists only for heads that pool channel by channel
+  (`per_channel`); for those other than gap it is the same linear evidence map, but pooling it with the
+  head does not give the logit.
+
+A head that cannot pool class maps (catavgmax, map, attention_mil: see `only_pool_then_classify` in
+gap_jax/heads) is refused in classify_then_pool when the module is built, with a UserError.
 """
 
 from collections.abc import Callable
@@ -13,7 +18,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from gap_jax.heads import make_head
+from gap_jax.errors import UserError
+from gap_jax.heads import head_class, make_head
 from gap_jax.models.layers import Conv
 
 CLASSIFY_THEN_POOL = "classify_then_pool"
@@ -37,6 +43,15 @@ class PooledOutput(nn.Module):
   make_map_layer: Callable[..., nn.Module] = conv1x1_maps
   kernel_init: Any = nn.initializers.lecun_normal()
   dtype: Any = None
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.placement not in PLACEMENTS:
+      raise UserError(f"unknown head_placement {self.placement!r}: choose one of {list(PLACEMENTS)}")
+    why_not = getattr(head_class(self.head), "only_pool_then_classify", "")
+    if self.placement == CLASSIFY_THEN_POOL and why_not:
+      raise UserError(f"head {self.head!r} cannot be placed {CLASSIFY_THEN_POOL}: {why_not}; "
+                      f"use --config.head_placement={POOL_THEN_CLASSIFY}")
 
   @nn.compact
   def __call__(self, features_BHWC, train: bool = False):
