@@ -3,7 +3,7 @@ run one with `./launch.sh experiment <name> [--quick]`."""
 
 import importlib
 
-NAMES = ("arrangement",)
+NAMES = ("absent_maps", "arrangement", "gap_vs_fc")
 
 
 def get(name: str):
