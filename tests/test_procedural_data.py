@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from gap_jax.data import arrangement, shapes
+from gap_jax.errors import UserError
 
 
 def test_arrangement_classes_have_identical_motif_mass_and_differ_only_in_layout():
@@ -25,7 +26,7 @@ def test_arrangement_layouts_are_x_plus_and_other():
 
 
 def test_arrangement_too_large_for_the_image_is_refused():
-  with pytest.raises(ValueError, match="more than the image"):
+  with pytest.raises(UserError, match="more than the image"):
     arrangement.generate(4, seed=0, image_size=16, cell=8)
 
 

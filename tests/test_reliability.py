@@ -202,6 +202,9 @@ BAD_INPUTS = [
     (["--config.dropout=1.5"], "dropout=1.5 must be in [0, 1)", {}),
     (["--config.batch_size=30"], "batch_size=30 is not divisible by the 4 devices", {"JAX_NUM_CPU_DEVICES": "4"}),
     (["--config.dataset=fashion_mnist", "--config.data_dir=/nonexistent"], "missing data file", {}),
+    (["--config.synthetic.image_size=4"], "synthetic.image_size=4 is smaller than its motif", {}),
+    (["--config.dataset=arrangement", "--config.arrangement.image_size=12"], "more than the image", {}),
+    (["--config.head=map"], "classify_then_pool", {}),
 ]
 
 

@@ -11,6 +11,7 @@ offset (position jitter), each motif moves by up to `jitter` pixels, and uniform
 import numpy as np
 
 from gap_jax.data.types import Split
+from gap_jax.errors import UserError
 
 X_CELLS = ((0, 0), (0, 2), (1, 1), (2, 0), (2, 2))
 PLUS_CELLS = ((0, 1), (1, 0), (1, 1), (1, 2), (2, 1))
@@ -39,7 +40,7 @@ def generate(num: int, seed: int, image_size: int = 32, cell: int = 6, motif: in
   """(images (N, S, S, 1) uint8, labels (N,), masks (N, S, S) bool, boxes (N, 4) as y0, x0, y1, x1)."""
   span = extent(cell, motif, jitter)
   if span > image_size:
-    raise ValueError(f"an arrangement of cell {cell}, motif {motif}, jitter {jitter} spans {span} px, "
+    raise UserError(f"an arrangement of cell {cell}, motif {motif}, jitter {jitter} spans {span} px, "
                      f"more than the image ({image_size} px): lower arrangement.cell or raise image_size")
   rng = np.random.default_rng(seed)
   labels = rng.integers(0, len(CLASS_NAMES), num).astype(np.int32)

@@ -7,6 +7,7 @@ must reach well above chance: the tests' "run that must learn". Generated in mem
 import numpy as np
 
 from gap_jax.data.types import Split
+from gap_jax.errors import UserError
 
 
 def make_split(num: int, image_size: int, num_classes: int, motif_size: int, motifs: np.ndarray,
@@ -22,6 +23,9 @@ def make_split(num: int, image_size: int, num_classes: int, motif_size: int, mot
 
 def load(config) -> tuple[Split, Split, int]:
   c = config.synthetic
+  if c.motif_size > c.image_size:
+    raise UserError(f"synthetic.image_size={c.image_size} is smaller than its motif ({c.motif_size} px): "
+                    "raise --config.synthetic.image_size or lower --config.synthetic.motif_size")
   rng = np.random.default_rng(c.seed)
   motifs = (rng.random((c.num_classes, c.motif_size, c.motif_size)) < 0.5).astype(np.uint8) * 255
   train = make_split(c.num_train, c.image_size, c.num_classes, c.motif_size, motifs, rng)
