@@ -43,12 +43,12 @@ def make_schedule(config, total_steps: int, steps_per_epoch: int) -> optax.Sched
 
 
 def make_optimizer(config, schedule: optax.Schedule) -> optax.GradientTransformation:
-  """Weight decay is added to the gradient of kernels only (as Caffe and cuda-convnet do), before the
+  """Weight decay is added to the gradient of parameters named "kernel" only (as Caffe and cuda-convnet do), before the
   optimizer; bias updates are scaled by `bias_lr_multiplier`."""
   if config.optimizer not in OPTIMIZERS:
     raise UserError(f"unknown optimizer {config.optimizer!r}: choose one of {sorted(OPTIMIZERS)}")
-  is_bias = lambda params: jax.tree_util.tree_map_with_path(lambda p, _: p[-1].key == "bias", params)
-  is_kernel = lambda params: jax.tree.map(lambda b: not b, is_bias(params))
+  named = lambda name: lambda params: jax.tree_util.tree_map_with_path(lambda p, _: p[-1].key == name, params)
+  is_bias, is_kernel = named("bias"), named("kernel")  # head parameters (lse r, gem p, probes) get no decay
   return optax.chain(
       optax.add_decayed_weights(config.weight_decay, mask=is_kernel),
       OPTIMIZERS[config.optimizer](config, schedule),

@@ -55,3 +55,21 @@ def test_bad_config_values_give_clear_errors(tmp_path, tiny_config, field, value
   tiny_config[field] = value
   with pytest.raises(UserError, match=message):
     train_and_evaluate(tiny_config, tmp_path)
+
+
+def test_weight_decay_reaches_kernels_only():
+  """One SGD step on zero gradients: only kernels shrink, by exactly lr * wd * w; biases, lse's r and
+  other head parameters stay."""
+  import jax.numpy as jnp
+  from gap_jax.configs import default
+  from gap_jax.optim import make_optimizer
+  import optax
+  c = default.get_config()
+  c.optimizer, c.momentum, c.weight_decay = "sgd", 0.0, 0.1
+  params = {"conv": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}, "head": {"r": jnp.ones(())}}
+  tx = make_optimizer(c, optax.constant_schedule(0.5))
+  updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+  new = optax.apply_updates(params, updates)
+  np.testing.assert_allclose(new["conv"]["kernel"], 1 - 0.5 * 0.1)
+  np.testing.assert_array_equal(new["conv"]["bias"], 1.0)
+  np.testing.assert_array_equal(new["head"]["r"], 1.0)
