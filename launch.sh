@@ -5,6 +5,7 @@
 #   ./launch.sh analyze --workdir <dir>     class maps, sparsity, receptive fields, localization of a run:
 #                                           writes <dir>/analysis.json and PNG figures
 #   ./launch.sh experiment <name> [--quick] [--seeds N]   a hypothesis experiment: results/<name>/report.md
+#   ./launch.sh reproduce <table> [--seeds N]            rows of a paper table: results/reproduce/<table>.md
 #   ./launch.sh test [pytest args]
 #   ./launch.sh setup                       only create/update .venv (run once before a multi-host job)
 #   ./launch.sh distributed <train args>    one process of a multi-host run: the same command on every
@@ -55,6 +56,9 @@ case "$cmd" in
   experiment)
     setup; install_data
     exec "$PY" -m experiments "$@" ;;
+  reproduce)
+    setup; install_data
+    exec "$PY" -m experiments.reproduce "$@" ;;
   test)
     setup
     exec "$PY" -m pytest -q "$@" ;;

@@ -1,0 +1,54 @@
+import importlib
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from experiments import reproduce
+from gap_jax.data.specs import SPECS
+from gap_jax.errors import UserError
+from gap_jax.models import build_model
+from test_data import write_fashion_mnist
+
+
+@pytest.mark.parametrize("table", sorted(reproduce.TABLES))
+def test_every_row_config_builds_its_model(table):
+  for label, module, arg in reproduce.TABLES[table]:
+    config, paper = reproduce.row_config(module, arg)
+    spec = SPECS[config.dataset]
+    model = build_model(config, spec.num_classes or 10)
+    shape = spec.image_shape or (28, 28, 1)
+    params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *shape)))
+    assert sum(x.size for x in jax.tree.leaves(params)) > 0
+    if module == "paper.nin_cifar10":
+      assert sum(x.size for x in jax.tree.leaves(params)) == 966_986 and paper == 10.41
+    if module.startswith("paper."):
+      doc = importlib.import_module(f"gap_jax.configs.{module}").__doc__
+      assert f"{paper}% test error" in doc and "./launch.sh train --config" in doc
+
+
+def test_reproduce_writes_the_table_and_reuses_finished_rows(tmp_path, monkeypatch):
+  (tmp_path / "data").mkdir()
+  write_fashion_mnist(tmp_path / "data", n_train=128, n_test=64)
+  original = reproduce.row_config
+
+  def tiny(module, arg):
+    config, paper = original(module, arg)
+    config.data_dir = str(tmp_path / "data")
+    config.num_train_steps, config.batch_size, config.eval_every_steps = 2, 32, 2
+    config.eval_batch_size, config.eval_train_examples = 32, 32
+    return config, paper
+
+  monkeypatch.setattr(reproduce, "row_config", tiny)
+  rows = reproduce.reproduce("fashion_table5", 2, tmp_path / "runs", tmp_path / "out")
+  md = (tmp_path / "out" / "fashion_table5.md").read_text()
+  assert len(rows) == 3 and "| NiN (MNIST variant) + GAP | - |" in md
+  assert all(len(r["errors"]) == 2 for r in rows)
+  stamps = {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("results.json")}
+  reproduce.reproduce("fashion_table5", 2, tmp_path / "runs", tmp_path / "out")
+  assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("results.json")} == stamps
+
+
+def test_unknown_table():
+  with pytest.raises(UserError, match="unknown table 'table9'"):
+    reproduce.reproduce("table9", 1, None, None)
