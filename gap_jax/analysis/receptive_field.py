@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gap_jax.errors import UserError
+from gap_jax.models.cnn import CNN_LAYERS
 
 SAME = "SAME"
 
@@ -96,7 +97,6 @@ def receptive_fields(specs: Sequence[LayerSpec], input_size: int | None = None) 
 
 # gap_jax/models/cnn.py's layer table (features, kernel, pool after), which that module keeps inside
 # ConventionalCNN.__call__; its class-map layer is a 3x3 'SAME' locally connected layer.
-CNN_LAYERS = ((64, 5, True), (64, 5, True), (64, 3, False))
 MAX_POOL = dict(kernel=3, stride=2, padding=SAME)  # gap_jax.models.layers.max_pool_ceil
 
 

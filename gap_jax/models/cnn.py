@@ -6,13 +6,15 @@ here follow cuda-convnet's CIFAR-10 layers (5x5 64, 5x5 64, 3x3 64, pool 3/2 aft
 local layer is 3x3. Set `num_maps=16` with head `fc` for the paper's FC rows.
 """
 
-from typing import Any
 
 import flax.linen as nn
 
 from gap_jax.models.layers import Conv, max_pool_ceil
-from gap_jax.models.nin import kernel_initializer
-from gap_jax.models.output import CLASSIFY_THEN_POOL, PooledOutput
+from gap_jax.models.output import PooledClassifier
+
+
+# (features, kernel size, max-pool 3/2 after it) of the three convolutions.
+CNN_LAYERS = ((64, 5, True), (64, 5, True), (64, 3, False))
 
 
 def local_maps(features: int, kernel_init, dtype) -> nn.Module:
@@ -20,27 +22,18 @@ def local_maps(features: int, kernel_init, dtype) -> nn.Module:
                       name="class_maps")
 
 
-class ConventionalCNN(nn.Module):
-  num_classes: int
-  head: str = "gap"
-  head_placement: str = CLASSIFY_THEN_POOL
-  head_args: Any = None
-  dropout: float = 0.5
-  final_relu: bool = True
+class ConventionalCNN(PooledClassifier):
+  """`dropout` is unused: the paper's CNN has dropout only before its FC layer (head_args.dropout)."""
+
   kernel_init: str = "normal"
-  init_std: float = 0.05
-  num_maps: int | None = None
-  dtype: Any = None
+  num_maps: int | None = None  # maps of the local layer; None: num_classes
 
   @nn.compact
   def __call__(self, x_BHWC, train: bool = False):
-    init = kernel_initializer(self.kernel_init, self.init_std)
+    init = self.kernel_init_fn
     x = x_BHWC
-    for features, k, pool in ((64, 5, True), (64, 5, True), (64, 3, False)):
+    for features, k, pool in CNN_LAYERS:
       x = nn.relu(Conv(features, k, padding=k // 2, kernel_init=init, dtype=self.dtype)(x))
       if pool:
         x = max_pool_ceil(x)
-    return PooledOutput(
-        self.num_classes, self.head, self.head_placement, self.head_args, self.final_relu,
-        num_maps=self.num_maps, make_map_layer=local_maps, kernel_init=init, dtype=self.dtype,
-        name="output")(x, train)
+    return self.pooled_output(x, train, num_maps=self.num_maps, make_map_layer=local_maps)

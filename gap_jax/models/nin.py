@@ -7,13 +7,11 @@ placement are one config field each.
 """
 
 from collections.abc import Sequence
-from typing import Any
 
 import flax.linen as nn
 
-from gap_jax.errors import UserError
 from gap_jax.models.layers import Conv, max_pool_ceil
-from gap_jax.models.output import CLASSIFY_THEN_POOL, PooledOutput
+from gap_jax.models.output import PooledClassifier
 
 # (features, kernel size) of each layer, per block; the class-map 1x1 layer is added by the output.
 CIFAR10_BLOCKS = (((192, 5), (160, 1), (96, 1)), ((192, 5), (192, 1), (192, 1)), ((192, 3), (192, 1)))
@@ -21,34 +19,13 @@ MNIST_BLOCKS = (((96, 5), (64, 1), (48, 1)), ((128, 5), (96, 1), (48, 1)), ((128
 SVHN_BLOCKS = (((128, 5), (96, 1), (64, 1)), ((320, 5), (256, 1), (128, 1)), ((384, 5), (256, 1)))
 
 
-KERNEL_INITS = {
-    "normal": nn.initializers.normal,  # the paper's Gaussian(0, init_std) for every layer
-    "lecun_normal": lambda _: nn.initializers.lecun_normal(),  # Flax's default
-    "he_normal": lambda _: nn.initializers.he_normal(),
-}
-
-
-def kernel_initializer(kernel_init: str, init_std: float):
-  if kernel_init not in KERNEL_INITS:
-    raise UserError(f"unknown kernel_init {kernel_init!r}: choose one of {sorted(KERNEL_INITS)}")
-  return KERNEL_INITS[kernel_init](init_std)
-
-
-class NiN(nn.Module):
-  blocks: Sequence[Sequence[tuple[int, int]]]
-  num_classes: int
-  head: str = "gap"
-  head_placement: str = CLASSIFY_THEN_POOL
-  head_args: Any = None
-  dropout: float = 0.5
-  final_relu: bool = True
-  kernel_init: str = "normal"
-  init_std: float = 0.05
-  dtype: Any = None
+class NiN(PooledClassifier):
+  blocks: Sequence[Sequence[tuple[int, int]]] = CIFAR10_BLOCKS
+  kernel_init: str = "normal"  # the paper's Gaussian(0, 0.05)
 
   @nn.compact
   def __call__(self, x_BHWC, train: bool = False):
-    init = kernel_initializer(self.kernel_init, self.init_std)
+    init = self.kernel_init_fn
     x = x_BHWC
     for b, block in enumerate(self.blocks):
       for features, k in block:
@@ -56,6 +33,4 @@ class NiN(nn.Module):
       if b < len(self.blocks) - 1:
         x = max_pool_ceil(x)
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return PooledOutput(
-        self.num_classes, self.head, self.head_placement, self.head_args, self.final_relu,
-        kernel_init=init, dtype=self.dtype, name="output")(x, train)
+    return self.pooled_output(x, train)

@@ -27,6 +27,19 @@ POOL_THEN_CLASSIFY = "pool_then_classify"
 PLACEMENTS = (CLASSIFY_THEN_POOL, POOL_THEN_CLASSIFY)
 
 
+KERNEL_INITS = {
+    "normal": nn.initializers.normal,  # the paper's Gaussian(0, init_std) for every layer
+    "lecun_normal": lambda _: nn.initializers.lecun_normal(),  # Flax's default
+    "he_normal": lambda _: nn.initializers.he_normal(),
+}
+
+
+def kernel_initializer(kernel_init: str, init_std: float):
+  if kernel_init not in KERNEL_INITS:
+    raise UserError(f"unknown kernel_init {kernel_init!r}: choose one of {sorted(KERNEL_INITS)}")
+  return KERNEL_INITS[kernel_init](init_std)
+
+
 def conv1x1_maps(features: int, kernel_init, dtype) -> nn.Module:
   return Conv(features, 1, kernel_init=kernel_init, dtype=dtype, name="class_maps")
 
@@ -76,3 +89,27 @@ class PooledOutput(nn.Module):
 
   def _dense(self, x):
     return nn.Dense(self.num_classes, kernel_init=self.kernel_init, dtype=self.dtype, name="classifier")(x)
+
+
+class PooledClassifier(nn.Module):
+  """The fields every model shares (what build_model passes from the config). A model subclasses it,
+  computes its features in `__call__` and returns `self.pooled_output(features, train)`."""
+
+  num_classes: int
+  head: str = "gap"
+  head_placement: str = CLASSIFY_THEN_POOL
+  head_args: Any = None
+  dropout: float = 0.5
+  final_relu: bool = True  # the paper's ReLU after the class-map layer
+  kernel_init: str = "lecun_normal"  # KERNEL_INITS
+  init_std: float = 0.05  # for kernel_init "normal"
+  dtype: Any = None  # compute dtype; parameters stay float32
+
+  @property
+  def kernel_init_fn(self):
+    return kernel_initializer(self.kernel_init, self.init_std)
+
+  def pooled_output(self, features_BHWC, train: bool, **output_fields):
+    return PooledOutput(self.num_classes, self.head, self.head_placement, self.head_args, self.final_relu,
+                        kernel_init=self.kernel_init_fn, dtype=self.dtype, name="output", **output_fields)(
+                            features_BHWC, train)
