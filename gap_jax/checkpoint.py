@@ -36,7 +36,11 @@ class Checkpoints:
 
   def save(self, step: int, state) -> None:
     with self._write_errors_explained():  # a failed asynchronous write surfaces at the next save
-      self._manager.save(step, args=ocp.args.StandardSave(state))
+      # Orbax silently skips a save while the previous one is still being written; a slow disk must not
+      # lose the checkpoint a SIGTERM asked for, so wait for it first (the write itself stays asynchronous).
+      self._manager.wait_until_finished()
+      if not self._manager.save(step, args=ocp.args.StandardSave(state)):
+        raise RuntimeError(f"orbax declined to save step {step}")
 
   @contextlib.contextmanager
   def _write_errors_explained(self):
