@@ -7,6 +7,7 @@
 #   ./launch.sh experiment <name> [--quick] [--seeds N]   a hypothesis experiment: results/<name>/report.md
 #   ./launch.sh reproduce <table> [--seeds N]            rows of a paper table: results/reproduce/<table>.md
 #   ./launch.sh test [pytest args]
+#   ./launch.sh bench [--quick] [--parts ...]   training images/s, ours beside PyTorch (benchmarks/README.md)
 #   ./launch.sh setup                       only create/update .venv (run once before a multi-host job)
 #   ./launch.sh distributed <train args>    one process of a multi-host run: the same command on every
 #                                           host (srun, or gcloud ... tpu-vm ssh --worker=all); see README
@@ -62,6 +63,9 @@ case "$cmd" in
   test)
     setup
     exec "$PY" -m pytest -q "$@" ;;
+  bench)
+    setup
+    exec "$PY" benchmarks/train_step.py "$@" ;;
   setup)
     setup; install_data ;;
   distributed)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gap_jax.models.layers import Conv, jax_conv, max_pool_ceil
+from gap_jax.models.layers import Conv, add_bias, jax_conv, max_pool_ceil
 
 
 @pytest.mark.parametrize("k,pad,c_in", [(1, 0, 16), (5, 2, 1), (3, 1, 3), (5, 2, 8), (3, 0, 4)])
@@ -38,3 +38,27 @@ def test_max_pool_ceil_matches_flax_same_padding(size):
   # without ties (continuous random input) the gradient is the same subgradient
   g = lambda f: jax.grad(lambda x: (f(x) * jnp.arange(f(x).size).reshape(f(x).shape)).sum())(x)
   np.testing.assert_allclose(g(max_pool_ceil), g(lambda x: nn.max_pool(x, (3, 3), (2, 2), padding="SAME")))
+
+
+@pytest.mark.parametrize("window,stride,size", [(2, 2, 9), (3, 1, 8), (5, 3, 13), (3, 2, 1)])
+def test_max_pool_ceil_other_windows(window, stride, size):
+  x = jax.random.normal(jax.random.key(0), (2, size, size + 1, 3))
+  expected = nn.max_pool(x, (window, window), (stride, stride), padding="SAME")
+  np.testing.assert_array_equal(max_pool_ceil(x, window, stride), expected)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_add_bias_gradient_is_the_sum(dtype):
+  """Same value as y + b; the bias gradient is the sum of g over every location, accumulated in
+  float32 (for bfloat16 that is more exact than the plain bfloat16 reduction, so compare with float64)."""
+  y = jax.random.normal(jax.random.key(0), (4, 5, 6, 7)).astype(dtype)
+  b = jax.random.normal(jax.random.key(1), (7,)).astype(dtype)
+  g = jax.random.normal(jax.random.key(2), y.shape).astype(dtype)
+  out, vjp = jax.vjp(add_bias, y, b)
+  np.testing.assert_array_equal(out, y + b)
+  g_y, g_b = vjp(g)
+  assert g_b.dtype == dtype and g_b.shape == b.shape
+  np.testing.assert_array_equal(g_y, g)
+  exact = np.float64(np.float32(g)).sum(axis=(0, 1, 2))
+  rounding = 2.0 ** -8 if dtype == jnp.bfloat16 else 1e-6
+  np.testing.assert_allclose(np.float64(np.float32(g_b)), exact, rtol=rounding, atol=1e-5)

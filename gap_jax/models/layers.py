@@ -4,13 +4,17 @@ Each layer computes exactly what its plain counterpart computes (tests/test_laye
 only the formulation differs. Measured on 2 CPU cores (benchmarks/README.md):
 - a 1x1 convolution as one 2-D matmul runs ~2x faster (forward + backward) than `lax.conv` or a 4-D dot;
 - a convolution of a 1-3 channel input as im2col + matmul beats `lax.conv` (its backward is slow there);
-- max pooling as a maximum over strided slices has a ~5x faster backward than `reduce_window`.
+- max pooling as a maximum over strided slices, separable (W then H), has a ~3x faster backward than
+  `reduce_window` or the 9-slice form;
+- the bias gradient as a matrix-vector product (`add_bias`) instead of XLA:CPU's reduce-window tree.
 """
 
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+from jax import lax
 
 IM2COL_MAX_IN_CHANNELS = 3
 
@@ -19,7 +23,28 @@ def _dense_2d(x, kernel, bias):
   """x (..., C) @ kernel (C, F) + bias, as a single 2-D matmul."""
   lead = x.shape[:-1]
   y = x.reshape(-1, x.shape[-1]) @ kernel
-  return y.reshape(*lead, kernel.shape[-1]) + bias
+  return add_bias(y.reshape(*lead, kernel.shape[-1]), bias)
+
+
+@jax.custom_vjp
+def add_bias(y, bias):
+  """y + bias, whose bias gradient (the sum of y's gradient over every location) is a matrix-vector
+  product: XLA:CPU rewrites that large sum as a slow tree of reduce-windows (~12% of a NiN step)."""
+  return y + bias
+
+
+def _add_bias_fwd(y, bias):
+  return y + bias, None
+
+
+def _add_bias_bwd(_, g):
+  g_2d = g.reshape(-1, g.shape[-1])
+  # The barrier keeps XLA from folding ones @ g back into the same reduction.
+  ones = lax.optimization_barrier(jnp.ones((g_2d.shape[0],), g.dtype))
+  return g, jnp.dot(ones, g_2d, preferred_element_type=jnp.float32).astype(g.dtype)
+
+
+add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
 
 
 class Conv(nn.Module):
@@ -43,13 +68,11 @@ class Conv(nn.Module):
     p = self.padding
     if c <= IM2COL_MAX_IN_CHANNELS:
       return _dense_2d(_patches(x_BHWC, k, p), kernel.reshape(k * k * c, self.features), bias)
-    y = jax_conv(x_BHWC, kernel, p)
-    return y + bias
+    return add_bias(jax_conv(x_BHWC, kernel, p), bias)
 
 
 def jax_conv(x_BHWC, kernel_HWIO, padding: int):
   """The plain formulation: `lax.conv_general_dilated`, stride 1, symmetric padding."""
-  from jax import lax
   return lax.conv_general_dilated(
       x_BHWC, kernel_HWIO, (1, 1), [(padding, padding)] * 2,
       dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -65,19 +88,23 @@ def _patches(x_BHWC, k: int, p: int):
 def max_pool_ceil(x_BHWC, window: int = 3, stride: int = 2):
   """Max pooling with ceil-mode output size, ceil(H / stride), as cuda-convnet and Caffe pool.
 
-  Same result as `nn.max_pool(x, (w, w), (s, s), padding='SAME')`, computed as a maximum over the
-  w*w strided slices of the padded input.
+  Same result as `nn.max_pool(x, (w, w), (s, s), padding='SAME')`, computed separably: a maximum over
+  `window` strided slices along W, then along H. The maximum of a square window is the maximum of its
+  row maxima, so the values are identical; the backward pass routes each gradient through 2w slices
+  instead of w*w, ~2.7x faster than the w*w-slice form (and ~3x faster than `reduce_window`).
   """
-  def pads(n):
-    out = -(-n // stride)
-    total = max((out - 1) * stride + window - n, 0)
-    return out, (total // 2, total - total // 2)
+  return _max_pool_axis(_max_pool_axis(x_BHWC, 2, window, stride), 1, window, stride)
 
-  (out_h, pad_h), (out_w, pad_w) = pads(x_BHWC.shape[1]), pads(x_BHWC.shape[2])
-  x = jnp.pad(x_BHWC, ((0, 0), pad_h, pad_w, (0, 0)), constant_values=-jnp.inf)
+
+def _max_pool_axis(x, axis: int, window: int, stride: int):
+  n = x.shape[axis]
+  out = -(-n // stride)
+  total = max((out - 1) * stride + window - n, 0)
+  pads = [(0, 0)] * x.ndim
+  pads[axis] = (total // 2, total - total // 2)
+  x = jnp.pad(x, pads, constant_values=-jnp.inf)
   result = None
   for i in range(window):
-    for j in range(window):
-      tap = x[:, i:i + stride * (out_h - 1) + 1:stride, j:j + stride * (out_w - 1) + 1:stride, :]
-      result = tap if result is None else jnp.maximum(result, tap)
+    tap = lax.slice_in_dim(x, i, i + stride * (out - 1) + 1, stride, axis=axis)
+    result = tap if result is None else jnp.maximum(result, tap)
   return result
