@@ -8,6 +8,7 @@
 #   ./launch.sh reproduce <table> [--seeds N]            rows of a paper table: results/reproduce/<table>.md
 #   ./launch.sh test [pytest args]
 #   ./launch.sh bench [--quick] [--parts ...]   training images/s, ours beside PyTorch (benchmarks/README.md)
+#   ./launch.sh bench-seeds                 seeds trained together (jax.vmap) vs one after another
 #   ./launch.sh setup                       only create/update .venv (run once before a multi-host job)
 #   ./launch.sh distributed <train args>    one process of a multi-host run: the same command on every
 #                                           host (srun, or gcloud ... tpu-vm ssh --worker=all); see README
@@ -16,6 +17,10 @@ cd "$(dirname "$0")"
 VENV=.venv
 PY="$VENV/bin/python"
 FASHION_MNIST=/usr/share/datasets/fashion-mnist
+# glibc: one heap that keeps freed memory, so XLA:CPU's per-step temp buffer (0.3-0.8 GB for NiN) is reused
+# instead of mmap-ed and page-faulted afresh at every step (a fifth of a CPU step; benchmarks/README.md).
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-1}" MALLOC_MMAP_MAX_="${MALLOC_MMAP_MAX_:-0}" \
+       MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-1099511627776}"
 
 setup() {
   # (Re)install when the venv is new or pyproject.toml changed since the last install.
@@ -66,6 +71,9 @@ case "$cmd" in
   bench)
     setup
     exec "$PY" benchmarks/train_step.py "$@" ;;
+  bench-seeds)
+    setup
+    exec "$PY" benchmarks/seeds_vmap.py "$@" ;;
   setup)
     setup; install_data ;;
   distributed)

@@ -17,10 +17,12 @@ import time
 
 PARTS = ("peak", "nin", "heads", "pipeline", "check")
 # The step compiled with other XLA options (same code, same numerics) or another compute dtype.
-# eigen_conv: convolutions by XLA's own (Eigen) kernels, dots still by YNNPACK (XLA's CPU default for both).
+# xla: exactly as training compiles it (on CPU: convolutions by XLA's Eigen kernels, gap_jax/steps.py);
+# ynn_conv: convolutions by YNNPACK as well as the dots (XLA:CPU's default, what training used before).
 VARIANTS = {
     "xla": ({}, "float32"),
-    "eigen_conv": ({"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}, "float32"),
+    "ynn_conv": ({"xla_cpu_experimental_ynn_fusion_type":
+                  "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"}, "float32"),
     "bf16": ({}, "bfloat16"),
 }
 
@@ -31,14 +33,15 @@ def parse_args(argv=None):
   p.add_argument("--models", default="nin_mnist,nin", help="for the nin and pipeline parts")
   p.add_argument("--heads", default="all", help="for the heads part, comma-separated (all: HEADS)")
   p.add_argument("--variants", default=None,
-                 help=f"ours, comma-separated, of {sorted(VARIANTS)} (default xla,eigen_conv; --quick: xla)")
+                 help=f"ours, comma-separated, of {sorted(VARIANTS)} (default xla,ynn_conv; --quick: xla)")
   p.add_argument("--steps", type=int, default=5, help="training steps per timed chunk")
   p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are over these)")
   p.add_argument("--batch", type=int, default=128)
   p.add_argument("--no-torch", action="store_true", help="skip PyTorch even when it is installed")
   p.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS before JAX starts")
-  p.add_argument("--malloc", choices=("default", "reuse"), default="default",
-                 help="reuse: keep freed memory in one glibc heap (MALLOC_REUSE), for ours and PyTorch")
+  p.add_argument("--malloc", choices=("reuse", "glibc"), default="reuse",
+                 help="reuse (as launch.sh sets): keep freed memory in one glibc heap (MALLOC_REUSE), for "
+                      "ours and PyTorch; glibc: its defaults")
   p.add_argument("--quick", action="store_true", help="about a minute: fewer steps/rounds, gap head only")
   args = p.parse_args(argv)
   if args.quick:
@@ -48,7 +51,7 @@ def parse_args(argv=None):
     if args.parts == ",".join(PARTS):
       args.parts = "peak,nin,pipeline"
     args.variants = args.variants or "xla"
-  args.variants = args.variants or "xla,eigen_conv"
+  args.variants = args.variants or "xla,ynn_conv"
   args.parts = args.parts.split(",")
   args.variants = args.variants.split(",")
   unknown = [x for x in args.parts if x not in PARTS] + [v for v in args.variants if v not in VARIANTS]
@@ -69,8 +72,12 @@ def malloc_reuse_set() -> bool:
 
 
 ARGS = parse_args() if __name__ == "__main__" else None
-if ARGS and ARGS.malloc == "reuse" and not malloc_reuse_set():
-  os.environ.update(MALLOC_REUSE)
+if ARGS and (ARGS.malloc == "reuse") != malloc_reuse_set():
+  for k, v in MALLOC_REUSE.items():
+    if ARGS.malloc == "reuse":
+      os.environ[k] = v
+    else:
+      os.environ.pop(k, None)
   os.execv(sys.executable, [sys.executable, *sys.argv])
 if ARGS and ARGS.xla_flags:
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + ARGS.xla_flags).strip()
