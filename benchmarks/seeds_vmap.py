@@ -1,0 +1,115 @@
+"""Seeds together or one after another? Times S seeds of the real training step (gap_jax.steps) two ways:
+`jax.vmap` over the seeds' states inside one jit (one step advances every seed), and the S states stepped
+one after another (what the experiment framework does). Same images for both; each seed its own
+initialization, data order, augmentation and dropout.
+
+Run: ./launch.sh bench-seeds [--seeds 3] [--steps 3] [--rounds 5] [--setups rfnet_shapes,nin_mnist_shapes,...]
+Prints images/s per seed-step for each way and the ratio vmap / sequential, for the experiments' models.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gap_jax import parallel
+from gap_jax.configs import default
+from gap_jax.data.specs import SPECS
+from gap_jax.models import build_model
+from gap_jax.optim import make_optimizer, make_schedule
+from gap_jax.steps import compiler_options, make_init, make_train_step
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import timing  # noqa: E402
+
+# name -> (model, model_args, dataset, batch): the settings the hypothesis experiments train.
+SETUPS = {
+    "rfnet_shapes": ("rfnet", {"depth": 4, "width": 16, "dilation": 2}, "shapes", 64),
+    "rfnet_arrangement": ("rfnet", {"depth": 4, "width": 16, "dilation": 2}, "arrangement", 64),
+    "nin_mnist_shapes": ("nin_mnist", {}, "shapes", 64),
+}
+
+
+def setup(name: str, seeds: int):
+  model_name, model_args, dataset, batch = SETUPS[name]
+  c = default.get_config()
+  c.update(model=model_name, dataset=dataset, batch_size=batch, final_relu=False, dropout=0.0)
+  c.model_args.update(model_args)
+  num_classes, size = SPECS[dataset].num_classes, c[dataset].image_size
+  rng = np.random.default_rng(0)
+  n = batch * 16
+  images = jnp.asarray(rng.integers(0, 256, (n, size, size, 1), dtype=np.uint8))
+  labels = jnp.asarray(rng.integers(0, num_classes, n, dtype=np.int32))
+  mean, std = np.float32([0.5]), np.float32([0.25])
+  mesh = parallel.make_mesh()
+  model = build_model(c, num_classes)
+  tx = make_optimizer(c, make_schedule(c, 10**6, 16))
+  init = make_init(model, tx, (size, size, 1), mesh)
+  states = [init(jax.random.key(s)) for s in range(seeds)]
+  orders = [jax.random.permutation(jax.random.key(100 + s), n) for s in range(seeds)]
+  keys = [jax.random.key(200 + s) for s in range(seeds)]
+  step = make_train_step(model, tx, c, mean, std, 16, mesh)
+  return c, step, states, orders, keys, images, labels
+
+
+def contestants(name: str, seeds: int, steps: int):
+  c, step, states, orders, keys, images, labels = setup(name, seeds)
+
+  # One after another: each seed's state through the jitted step, as separate runs would do.
+  seq_states = list(states)
+
+  def sequential():
+    for i in range(seeds):
+      seq_states[i], _ = step(seq_states[i], images, labels, orders[i], keys[i])
+    return seq_states[-1].params
+
+  # Together: the seeds' states stacked on a leading axis and one jitted vmap of the same step (its
+  # unjitted function: compiler options may only sit on the outermost jit).
+  together = jax.jit(jax.vmap(step.__wrapped__, in_axes=(0, None, None, 0, 0)), donate_argnums=0,
+                     compiler_options=compiler_options(parallel.make_mesh()))
+  stacked = [jax.tree.map(lambda *xs: jnp.stack(xs), *states)]
+  order_S, key_S = jnp.stack(orders), jnp.stack(keys)
+
+  def vmapped():
+    stacked[0], _ = together(stacked[0], images, labels, order_S, key_S)
+    return stacked[0].params
+
+  t = time.perf_counter()
+  jax.block_until_ready(vmapped())
+  compile_s = time.perf_counter() - t
+  jax.block_until_ready(sequential())
+  images_per_round = c.batch_size * seeds  # one call of either advances every seed by one step
+  return compile_s, {"sequential": timing.timed(sequential, steps, images_per_round, jax.block_until_ready),
+                     "vmap": timing.timed(vmapped, steps, images_per_round, jax.block_until_ready)}
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--seeds", type=int, default=3)
+  p.add_argument("--steps", type=int, default=3)
+  p.add_argument("--rounds", type=int, default=5)
+  p.add_argument("--setups", default=",".join(SETUPS), help=f"comma-separated, of {list(SETUPS)}")
+  args = p.parse_args()
+  unknown = [s for s in args.setups.split(",") if s not in SETUPS]
+  if unknown:
+    p.error(f"unknown setup {unknown}: choose from {list(SETUPS)}")
+  print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; jax {jax.__version__}; "
+        f"{jax.devices()[0].device_kind}; {args.seeds} seeds; {time.strftime('%Y-%m-%d %H:%M')}")
+  for name in args.setups.split(","):
+    compile_s, runs = contestants(name, args.seeds, args.steps)
+    samples = timing.interleave(runs, args.rounds)
+    ips = {k: timing.images_per_s(v) for k, v in samples.items()}
+    r = timing.ratio(samples["vmap"], samples["sequential"])
+    print(f"{name:18} sequential {ips['sequential']:7.1f} img/s  vmap {ips['vmap']:7.1f} img/s  "
+          f"vmap/sequential {r[0]:.2f}x [{r[1]:.2f}-{r[2]:.2f}]  (vmap compile {compile_s:.1f}s; spread "
+          f"{100 * timing.spread(samples['sequential']):.0f}% / {100 * timing.spread(samples['vmap']):.0f}%)",
+          flush=True)
+  print(f"load average at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+  main()
