@@ -92,6 +92,8 @@ def main() -> None:
   parser.add_argument("--runs", type=Path, default=Path("runs/reproduce"), help="workdirs of the runs")
   parser.add_argument("--out", type=Path, default=Path("results/reproduce"))
   args = parser.parse_args()
+  from gap_jax import compilation_cache
+  compilation_cache.enable()
   try:
     reproduce(args.table, args.seeds, args.runs, args.out)
   except UserError as e:

@@ -49,8 +49,9 @@ def main(argv) -> None:
   # orbax logs every checkpoint step at INFO, and a failed background write as a traceback at ERROR;
   # we report such failures ourselves, in one line.
   logging.set_verbosity(logging.FATAL)
-  from gap_jax import parallel  # after flag parsing: a typo fails fast, before jax loads
+  from gap_jax import compilation_cache, parallel  # after flag parsing: a typo fails fast, before jax loads
   parallel.initialize_distributed()
+  compilation_cache.enable()
   from gap_jax.train import train_and_evaluate
   on_change = "fresh" if _FRESH.value else "override" if _ALLOW_CHANGE.value else "refuse"
   try:
