@@ -19,6 +19,7 @@ import ml_collections
 from experiments import report, stats
 from gap_jax.train import train_and_evaluate
 from gap_jax.trained import load_trained
+from gap_jax.workdir import config_differences
 
 VERDICTS = ("supported", "refuted", "inconclusive")
 
@@ -51,20 +52,28 @@ class Experiment:
 
 
 def run_point(exp: Experiment, point: Point, seed: int, runs_dir: Path) -> dict:
-  """Train (or find) one seed of one point and measure it; measured.json makes it reusable."""
+  """Train (or find) one seed of one point and measure it. measured.json makes it reusable while the
+  point's config stays what the run was trained with; a changed config retrains (the old run is kept in
+  the workdir's previous/)."""
   workdir = runs_dir / point.key / f"seed{seed}"
   measured_file = workdir / "measured.json"
-  if measured_file.exists():
-    return json.loads(measured_file.read_text())
   config = ml_collections.ConfigDict(point.config.to_dict())
   config.seed = seed
-  results = train_and_evaluate(config, workdir)
+  if measured_file.exists() and _same_config(workdir, config):
+    return json.loads(measured_file.read_text())
+  results = train_and_evaluate(config, workdir, on_config_change="fresh")
   measured = {"test_accuracy": results["final"]["test_accuracy"],
               "train_accuracy": results["final"]["train_accuracy"],
               "train_time_s": results["wall_time_s"]}
   measured.update(exp.measure(point, load_trained(workdir)))
   measured_file.write_text(json.dumps(measured, indent=2))
   return measured
+
+
+def _same_config(workdir: Path, config) -> bool:
+  stored = workdir / "config.json"
+  return stored.exists() and not config_differences(json.loads(stored.read_text()),
+                                                    json.loads(config.to_json_best_effort()))
 
 
 def run(exp: Experiment, out_dir: Path, quick: bool = False, seeds: int = 3) -> dict:
