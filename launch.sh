@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # gap_jax entry point. Sets up .venv on first use, then runs a command:
-#   ./launch.sh                 the main job (NiN + GAP on Fashion-MNIST, CPU)
+#   ./launch.sh                 the main job: why_gap_works, every claim's experiment in one report (~15 min
+#                               on 2 CPU cores): results/why_gap_works/report.md
+#   ./launch.sh fashion         NiN + GAP on Fashion-MNIST (89% test accuracy in ~11 min on 2 CPU cores)
 #   ./launch.sh train --config gap_jax/configs/<name>.py --workdir <dir> [--config.<field>=<value> ...]
 #   ./launch.sh analyze --workdir <dir>     class maps, sparsity, receptive fields, localization of a run:
 #                                           writes <dir>/analysis.json and PNG figures
@@ -50,6 +52,9 @@ cmd="${1:-main}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
   main)
+    setup; install_data
+    exec "$PY" -m experiments why_gap_works "$@" ;;
+  fashion)
     setup; install_data
     exec "$PY" -m gap_jax.main --config gap_jax/configs/nin_fashion_mnist.py \
       --workdir "${WORKDIR:-runs/nin_fashion_mnist}" "$@" ;;

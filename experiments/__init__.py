@@ -3,11 +3,12 @@ run one with `./launch.sh experiment <name> [--quick]`."""
 
 import importlib
 
-NAMES = ("absent_maps", "arrangement", "gap_vs_fc")
+NAMES = ("absent_maps", "arrangement", "gap_vs_fc", "gap_vs_gmp_localization", "rf_coverage")
 
 
 def get(name: str):
   if name not in NAMES:
     from gap_jax.errors import UserError
-    raise UserError(f"unknown experiment {name!r}: choose one of {list(NAMES)}")
+    raise UserError(f"unknown experiment {name!r}: choose one of {list(NAMES)}, or the flagship "
+                    "why_gap_works")
   return importlib.import_module(f"experiments.{name}").EXPERIMENT

@@ -1,0 +1,97 @@
+"""The flagship: why does global average pooling classify at all, when very different class maps can have
+the same mean? It puts each part of the working answer to its experiment, in that experiment's quick
+setting (3 seeds, under 15 minutes in all on 2 CPU cores), and writes one report that answers claim by
+claim: results/why_gap_works/report.md and results.json. The component runs live in results/<name>-quick,
+so `./launch.sh experiment <name> --quick` and this share (and reuse) them.
+
+Run: ./launch.sh   (or ./launch.sh experiment why_gap_works)
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import experiments
+from experiments import framework
+
+NAME = "why_gap_works"
+
+QUESTION = """A GAP network sees only the mean of each class map, and these three maps all average to 0.5:
+
+    0.9 0.1 0.9        0.1 0.9 0.1        0.5 0.5 0.5
+    0.1 0.5 0.1        0.9 0.5 0.9        0.5 0.5 0.5
+    0.9 0.1 0.9        0.1 0.9 0.1        0.5 0.5 0.5
+
+So how can GAP tell "dog" from "cat" from "neither"?"""
+
+ANSWER = ("Training drives the map of an absent class near zero everywhere and makes a present class fire at "
+          "as many locations as its receptive field allows, so a mean is large only when the object is "
+          "there; and the convolutions below encode local arrangement before pooling throws position away.")
+
+# (claim, experiment that tests it), in the order the answer makes them.
+CLAIMS = (
+    ("An absent class's map is near zero (or below) everywhere.", "absent_maps"),
+    ("A present class fires where the receptive field overlaps the object: the active region tracks the "
+     "object mask dilated by the receptive field, and gets less sparse as the field grows.", "rf_coverage"),
+    ("The layers below GAP can encode arrangement: GAP separates classes that differ only in how identical "
+     "motifs are arranged, once the receptive field is large enough.", "arrangement"),
+    ("Because it has no parameters and keeps every location's vote, GAP regularizes compared with a fully "
+     "connected head (NiN section 4.6).", "gap_vs_fc"),
+    ("Because the mean rewards firing over the whole object, GAP's maps localize it better than GMP's "
+     "(CAM).", "gap_vs_gmp_localization"),
+)
+
+
+def run(out_dir: Path = Path("results") / NAME, seeds: int = 3, components_dir: Path = Path("results"),
+        get=experiments.get) -> dict:
+  """Run (or reuse) every claim's quick experiment, then write the combined report. `get(name)` returns
+  the Experiment to run (tests pass smaller ones)."""
+  out_dir = Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  t0 = time.time()
+  claims = []
+  for i, (claim, name) in enumerate(CLAIMS):
+    print(f"[{NAME}] claim {i + 1}/{len(CLAIMS)}: {name}", flush=True)
+    sub_dir = Path(components_dir) / f"{name}-quick"
+    r = framework.run(get(name), sub_dir, quick=True, seeds=seeds)
+    train_s = sum(run["train_time_s"] for runs in r["runs"].values() for run in runs)
+    claims.append({"claim": claim, "experiment": name, "hypothesis": r["hypothesis"],
+                   "decision_rule": r["decision_rule"], "verdict": r["verdict"], "seeds": seeds,
+                   "runs": sum(len(v) for v in r["runs"].values()), "train_time_s": train_s,
+                   "report": os.path.relpath(sub_dir / "report.md", out_dir),
+                   "figures": [os.path.relpath(sub_dir / f, out_dir) for f in r["figures"]]})
+  results = {"experiment": NAME, "question": QUESTION, "answer_under_test": ANSWER, "claims": claims,
+             "wall_time_s": time.time() - t0}
+  (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+  (out_dir / "report.md").write_text(render(results))
+  print(f"[{NAME}] " + ", ".join(f"{c['experiment']}: {c['verdict']['verdict']}" for c in claims))
+  print(f"[{NAME}] report: {out_dir / 'report.md'}")
+  return results
+
+
+def render(results: dict) -> str:
+  claims = results["claims"]
+  lines = ["# Why does global average pooling classify?", "", results["question"], "",
+           f"**The answer under test.** {results['answer_under_test']}", "",
+           "Each claim below was turned into an experiment with a hypothesis and a decision rule fixed before "
+           "it ran (3 seeds per point, 95% t intervals), in its quick setting. Verdicts are the rules' "
+           "output, including refutations.", "",
+           "| # | claim | experiment | verdict | runs | training time |", "|---|---|---|---|---|---|"]
+  for i, c in enumerate(claims, 1):
+    lines.append(f"| {i} | {c['claim']} | [{c['experiment']}]({c['report']}) | **{c['verdict']['verdict']}** | "
+                 f"{c['runs']} | {c['train_time_s'] / 60:.1f} min |")
+  counts = {v: sum(c["verdict"]["verdict"] == v for c in claims) for v in framework.VERDICTS}
+  lines += ["", f"{counts['supported']} of {len(claims)} claims supported, {counts['refuted']} refuted, "
+            f"{counts['inconclusive']} inconclusive. Wall time of this invocation "
+            f"{results['wall_time_s'] / 60:.1f} min (finished runs are reused).", ""]
+  for i, c in enumerate(claims, 1):
+    lines += [f"## {i}. {c['experiment']}: {c['verdict']['verdict']}", "", f"**Claim.** {c['claim']}", "",
+              f"**Hypothesis.** {c['hypothesis']}", "", f"**Decision rule.** {c['decision_rule']}", "",
+              f"**Found.** {c['verdict']['reason']}", ""]
+    effect = c["verdict"]["effect"]
+    if effect:
+      lines += ["Effect sizes: " + ", ".join(f"{k} = {v:.3g}" for k, v in effect.items()), ""]
+    lines += [f"![{Path(f).name}]({f})" for f in c["figures"]]
+    lines += ["", f"Full table: [{c['report']}]({c['report']})", ""]
+  return "\n".join(lines)
