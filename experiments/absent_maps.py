@@ -14,7 +14,7 @@ from gap_jax.configs import default
 def config(dataset: str, final_relu: bool, quick: bool) -> ml_collections.ConfigDict:
   c = default.get_config()
   c.model, c.head, c.dataset, c.final_relu = "nin_mnist", "gap", dataset, final_relu
-  c.num_train_steps = 150 if quick else 600
+  c.num_train_steps = 120 if quick else 300
   c.batch_size, c.learning_rate, c.warmup_steps = 64, 2e-3, 30
   c.eval_every_steps = c.num_train_steps
   c.eval_train_examples = 1024
