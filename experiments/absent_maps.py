@@ -23,7 +23,7 @@ def config(dataset: str, final_relu: bool, quick: bool) -> ml_collections.Config
 
 
 def sweep(quick: bool) -> list[Point]:
-  datasets = ("shapes",) if quick else ("shapes", "synthetic")
+  datasets = ("synthetic",) if quick else ("shapes", "synthetic")  # quick: 16x16, 4x cheaper
   return [Point(f"{d}_final-relu-{r}", {"dataset": d, "final_relu": r}, config(d, r, quick))
           for d in datasets for r in (False, True)]
 
