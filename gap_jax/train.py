@@ -105,7 +105,10 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
         pending.append(metrics)
         done = step + 1
         evaluate_now = done % eval_every == 0 or done == total_steps
-        save_now = done % checkpoint_every == 0 or done in (end, total_steps) or stop.requested
+        # Read once: a SIGTERM that lands later in this iteration (during the evaluation or the save) is
+        # served at the next step, never announced for a step whose checkpoint was not written.
+        stopping = stop.requested
+        save_now = done % checkpoint_every == 0 or done in (end, total_steps) or stopping
         if done % config.log_every_steps == 0 or evaluate_now or save_now:
           summary = _summarize(pending, step_log)  # before any save: never checkpoint a NaN
           now = time.time()
@@ -123,7 +126,7 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
           t_log = time.time()  # evaluation time is not training throughput
         if save_now:
           checkpoints.save(done, state)
-        if stop.requested:
+        if stopping:
           bar.write(f"SIGTERM: checkpoint saved at step {done}; run the same command to resume")
           break
   finally:

@@ -222,3 +222,21 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, extra, message, env):
 def test_unwritable_workdir(tmp_path):
   out = subprocess.run(cli("/proc/gap_jax_run"), capture_output=True, text=True, cwd=ROOT)
   assert out.returncode == 2 and "cannot write to workdir /proc/gap_jax_run" in out.stderr
+
+
+def test_sigterm_during_an_evaluation_is_served_at_the_next_step(tmp_path, tiny_config, monkeypatch, capsys):
+  """A SIGTERM that lands after the loop decided not to checkpoint this step (here: during the evaluation
+  at step 4, which is no checkpoint step) must not be announced as saved at step 4; it is served at step 5."""
+  from gap_jax.metric_writer import MetricWriter
+  original = MetricWriter.write
+
+  def write_then_sigterm(self, step, metrics):
+    original(self, step, metrics)
+    if step == 4 and "test/accuracy" in metrics:
+      os.kill(os.getpid(), signal.SIGTERM)
+  monkeypatch.setattr(MetricWriter, "write", write_then_sigterm)
+  tiny_config.checkpoint_every_steps = 100
+  assert train_and_evaluate(tiny_config, tmp_path) is None
+  out = "".join(capsys.readouterr())
+  saved = int(out.split("checkpoint saved at step ")[1].split(";")[0])
+  assert saved == 5 and (tmp_path / "checkpoints" / "5" / "commit_success.txt").exists()
