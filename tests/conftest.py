@@ -1,6 +1,18 @@
+import os
+import tempfile
+
+import jax
 import pytest
 
 from gap_jax.configs import synthetic
+
+# Many tests train the same tiny configs; each call builds new jitted closures, so without a persistent
+# cache every one recompiles. One cache per test session (set before anything compiles) keeps the suite
+# inside CI's budget on 2 cores without sharing state with the user's ~/.cache; the command-line runs that
+# tests start as subprocesses use it too (gap_jax/compilation_cache.py reads the variable).
+os.environ["GAP_JAX_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="gap_jax_test_xla_")
+jax.config.update("jax_compilation_cache_dir", os.environ["GAP_JAX_COMPILATION_CACHE"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 @pytest.fixture
