@@ -69,6 +69,12 @@ def decide(summaries: dict) -> Verdict:
   return Verdict("inconclusive", reason, effect)
 
 
+def figures(summaries: dict, out_dir) -> list[str]:
+  from experiments.plots import metric_vs_param
+  return [metric_vs_param(summaries, "dataset", m, "final_relu", out_dir / f"{m}.png")
+          for m in ("absent_at_or_below_zero", "absent_below_present_mean", "absent_mean", "present_mean")]
+
+
 EXPERIMENT = Experiment(
     name="absent_maps",
     question="Does training make the class map of an absent class near zero (or negative) everywhere?",
@@ -82,4 +88,4 @@ EXPERIMENT = Experiment(
     decision_rule="Supported if, in every setting, the 95% interval of the share at or below zero lies above "
                   "0.9 and of the share below the present mean above 0.95. Refuted if in some setting the "
                   "share at or below zero lies below 0.5. Otherwise inconclusive.",
-    sweep=sweep, measure=measure, decide=decide)
+    sweep=sweep, measure=measure, decide=decide, figures=figures)

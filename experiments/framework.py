@@ -97,7 +97,8 @@ def run(exp: Experiment, out_dir: Path, quick: bool = False, seeds: int = 3) -> 
       "metrics": exp.metrics, "decision_rule": exp.decision_rule, "quick": quick, "seeds": seeds,
       "verdict": dataclasses.asdict(verdict), "points": summaries, "runs": raw,
       "configs": {p.key: p.config.to_dict() for p in points}, "figures": figures,
-      "wall_time_s": time.time() - t0}
+      "wall_time_s": time.time() - t0,
+      "train_time_s": sum(r["train_time_s"] for runs in raw.values() for r in runs)}
   (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
   (out_dir / "report.md").write_text(report.render(results))
   print(f"[{exp.name}] verdict: {verdict.verdict}: {verdict.reason}")

@@ -61,6 +61,12 @@ def decide(summaries: dict) -> Verdict:
   return Verdict(verdict, " ".join(lines), effect)
 
 
+def figures(summaries: dict, out_dir) -> list[str]:
+  from experiments.plots import metric_vs_param
+  return [metric_vs_param(summaries, "head", m, "dataset", out_dir / f"{m}_by_head.png")
+          for m in ("train_accuracy", "test_accuracy")]
+
+
 EXPERIMENT = Experiment(
     name="gap_vs_fc",
     question="Is global average pooling a regularizer (NiN section 4.6, table 5), compared with a fully "
@@ -73,4 +79,4 @@ EXPERIMENT = Experiment(
                   "(rank separation) and GAP's test accuracy interval reaches FC's; refuted if GAP's test "
                   "accuracy interval lies wholly below FC's; otherwise inconclusive. The overall verdict is the "
                   "per-dataset verdict when all agree, else inconclusive.",
-    sweep=sweep, measure=measure, decide=decide)
+    sweep=sweep, measure=measure, decide=decide, figures=figures)

@@ -18,7 +18,9 @@ def render(results: dict) -> str:
       "## Method", "",
       f"{len(points)} points x {results['seeds']} seeds, each a full run of `train_and_evaluate` "
       f"({'quick' if results['quick'] else 'full'} setting; configs in results.json). "
-      f"Cells give the mean over seeds and its 95% t interval. Wall time {results['wall_time_s'] / 60:.1f} min.",
+      f"Cells give the mean over seeds and its 95% t interval. Training time of the runs (each a whole "
+      f"train_and_evaluate) {results['train_time_s'] / 60:.1f} min; wall time of the invocation that wrote "
+      f"this report {results['wall_time_s'] / 60:.1f} min (finished runs are reused, not rerun).",
       "", "Metrics:", ""]
   lines += [f"- `{m}`: {d}" for m, d in results["metrics"].items()]
   lines += ["", "## Results", "", "| " + " | ".join(params + metrics) + " |",
