@@ -5,19 +5,14 @@ models, with and without the paper's ReLU on the class maps (with it, 'below zer
 import ml_collections
 import numpy as np
 
-from experiments.framework import Experiment, Point, Verdict
+from experiments.framework import Experiment, Point, Verdict, short_run
 from experiments.stats import cohens_d
 from gap_jax.analysis.class_maps import class_maps
-from gap_jax.configs import default
 
 
 def config(dataset: str, final_relu: bool, quick: bool) -> ml_collections.ConfigDict:
-  c = default.get_config()
-  c.model, c.head, c.dataset, c.final_relu = "nin_mnist", "gap", dataset, final_relu
-  c.num_train_steps = 120 if quick else 300
-  c.batch_size, c.learning_rate, c.warmup_steps = 64, 2e-3, 30
-  c.eval_every_steps = c.num_train_steps
-  c.eval_train_examples = 1024
+  c = short_run("nin_mnist", "gap", dataset, 120 if quick else 300)
+  c.final_relu = final_relu
   c.shapes.num_train = 2048 if quick else 4096
   return c
 

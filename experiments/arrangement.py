@@ -4,9 +4,8 @@ classify if some unit's receptive field spans enough of the arrangement to tell 
 
 import ml_collections
 
-from experiments.framework import Experiment, Point, Verdict
+from experiments.framework import Experiment, Point, Verdict, short_run
 from experiments.stats import cohens_d
-from gap_jax.configs import default
 from gap_jax.models.rfnet import receptive_field
 
 # Two layers, so that dilation 1 gives a field (5 px) that cannot reach from one motif to the next (8 px
@@ -17,17 +16,11 @@ CHANCE = 1 / 3
 
 
 def config(head: str, dilation: int, quick: bool) -> ml_collections.ConfigDict:
-  c = default.get_config()
-  c.model, c.head, c.dataset = "rfnet", head, "arrangement"
-  c.model_args = ml_collections.ConfigDict({"dilation": dilation, "depth": DEPTH, "width": 16})
+  c = short_run("rfnet", head, "arrangement", 150 if quick else 300, dilation=dilation, depth=DEPTH, width=16)
   c.final_relu = False  # unconstrained maps; a ReLU'd map can die in a short run
   c.dropout = 0.0
   c.arrangement.cell, c.arrangement.motif = CELL, MOTIF
   c.arrangement.num_train = 2048 if quick else 4096
-  c.num_train_steps = 150 if quick else 300
-  c.batch_size, c.learning_rate, c.warmup_steps = 64, 2e-3, 30
-  c.eval_every_steps = c.num_train_steps
-  c.eval_train_examples = 1024
   return c
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import ml_collections
 
 from experiments import report, stats
+from gap_jax.configs import default
 from gap_jax.train import train_and_evaluate
 from gap_jax.trained import load_trained
 from gap_jax.workdir import config_differences
@@ -49,6 +50,20 @@ class Experiment:
   measure: Callable[[Point, object], dict[str, float]]
   decide: Callable[[dict], Verdict]
   figures: Callable[[dict, Path], list[str]] | None = None
+
+
+def short_run(model: str, head: str, dataset: str, steps: int, *, eval_train_examples: int = 1024,
+              **model_args) -> ml_collections.ConfigDict:
+  """The experiments' shared training recipe: default.py's Adam at lr 2e-3 (30 warm-up steps), batch 64,
+  `steps` steps and one evaluation at the end; `model_args` go to the model (e.g. RFNet's dilation)."""
+  c = default.get_config()
+  c.model, c.head, c.dataset = model, head, dataset
+  if model_args:
+    c.model_args = ml_collections.ConfigDict(model_args)
+  c.num_train_steps = c.eval_every_steps = steps
+  c.batch_size, c.learning_rate, c.warmup_steps = 64, 2e-3, 30
+  c.eval_train_examples = eval_train_examples
+  return c
 
 
 def run_point(exp: Experiment, point: Point, seed: int, runs_dir: Path) -> dict:

@@ -15,11 +15,10 @@ classify well: maps of a model that has not learned the classes say little about
 import ml_collections
 import numpy as np
 
-from experiments.framework import Experiment, Point, Verdict
+from experiments.framework import Experiment, Point, Verdict, short_run
 from experiments.measures import example_maps_figure, present_class_maps
 from experiments.stats import summarize
 from gap_jax.analysis.localization import localization_scores
-from gap_jax.configs import default
 
 HEADS = ("gap", "gmp", "lse")
 DILATION, DEPTH, WIDTH = 1, 4, 16
@@ -29,17 +28,11 @@ SCORES = ("pxap", "max_box_acc", "max_box_acc_v2", "cam20_box_acc", "cam20_top1_
 
 
 def config(head: str, quick: bool) -> ml_collections.ConfigDict:
-  c = default.get_config()
-  c.model, c.head, c.dataset = "rfnet", head, "shapes"
-  c.model_args = ml_collections.ConfigDict({"dilation": DILATION, "depth": DEPTH, "width": WIDTH})
+  c = short_run("rfnet", head, "shapes", 300 if quick else 500, dilation=DILATION, depth=DEPTH, width=WIDTH)
   c.final_relu = False  # the same unconstrained maps for every head; only the pooling differs
   c.dropout = 0.0
   c.shapes.max_objects = 1
   c.shapes.num_train = 2048 if quick else 4096
-  c.num_train_steps = 300 if quick else 500
-  c.batch_size, c.learning_rate, c.warmup_steps = 64, 2e-3, 30
-  c.eval_every_steps = c.num_train_steps
-  c.eval_train_examples = 1024
   return c
 
 

@@ -17,14 +17,13 @@ import ml_collections
 import numpy as np
 from scipy import stats as scipy_stats
 
-from experiments.framework import Experiment, Point, Verdict
+from experiments.framework import Experiment, Point, Verdict, short_run
 from experiments.measures import (active_region, best_fit_side, dilate, example_maps_figure,
                                   present_class_maps, region_iou)
 from experiments.stats import summarize
 from gap_jax.analysis.class_maps import maps_fn_of
 from gap_jax.analysis.map_stats import hoyer
 from gap_jax.analysis.receptive_field import effective_receptive_field
-from gap_jax.configs import default
 from gap_jax.data.augment import normalize
 from gap_jax.models.rfnet import receptive_field
 
@@ -34,16 +33,10 @@ ERF_IMAGES, ERF_MASS = 16, 0.95
 
 
 def config(dilation: int, quick: bool) -> ml_collections.ConfigDict:
-  c = default.get_config()
-  c.model, c.head, c.dataset = "rfnet", "gap", "shapes"
-  c.model_args = ml_collections.ConfigDict({"dilation": dilation, "depth": DEPTH, "width": WIDTH})
+  c = short_run("rfnet", "gap", "shapes", 200 if quick else 400, dilation=dilation, depth=DEPTH, width=WIDTH)
   c.final_relu = False  # unconstrained maps; a ReLU'd map can die in a short run
   c.dropout = 0.0
   c.shapes.num_train = 2048 if quick else 4096
-  c.num_train_steps = 200 if quick else 400
-  c.batch_size, c.learning_rate, c.warmup_steps = 64, 2e-3, 30
-  c.eval_every_steps = c.num_train_steps
-  c.eval_train_examples = 1024
   return c
 
 
