@@ -23,10 +23,11 @@ class TrainState:
   opt_state: Any
 
 
-# XLA:CPU hands convolutions to YNNPACK by default; its Eigen convolutions run NiN's 5x5 layers forward +
-# backward ~1.4-2x faster on the CPUs measured (benchmarks/README.md). Dots stay on YNNPACK. Same numerics
-# up to float rounding; other backends ignore the option.
-CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+# XLA:CPU hands dots and convolutions to YNNPACK by default; with YNNPACK off, XLA's Eigen kernels run
+# NiN's 5x5 convolutions forward + backward ~1.4-2x faster and its whole training step 2-5% faster still
+# when the dots move too (benchmarks/README.md). Same numerics up to float rounding; other backends
+# ignore the option.
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
 def compiler_options(mesh):
