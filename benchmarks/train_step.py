@@ -9,6 +9,7 @@ Everything is timed interleaved, round by round, because the machine is shared (
 """
 
 import argparse
+import json
 import os
 import platform
 import resource
@@ -17,10 +18,12 @@ import time
 
 PARTS = ("peak", "nin", "heads", "pipeline", "check")
 # The step compiled with other XLA options (same code, same numerics) or another compute dtype.
-# xla: exactly as training compiles it (on CPU: convolutions by XLA's Eigen kernels, gap_jax/steps.py);
-# ynn_conv: convolutions by YNNPACK as well as the dots (XLA:CPU's default, what training used before).
+# xla: exactly as training compiles it (on CPU: dots and convolutions by XLA's Eigen kernels, gap_jax/steps.py);
+# ynn_dots: dots by YNNPACK, convolutions by Eigen (what training used from the first switch until the second);
+# ynn_conv: dots and convolutions by YNNPACK (XLA:CPU's default, what training used at first).
 VARIANTS = {
     "xla": ({}, "float32"),
+    "ynn_dots": ({"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}, "float32"),
     "ynn_conv": ({"xla_cpu_experimental_ynn_fusion_type":
                   "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"}, "float32"),
     "bf16": ({}, "bfloat16"),
@@ -33,7 +36,7 @@ def parse_args(argv=None):
   p.add_argument("--models", default="nin_mnist,nin", help="for the nin and pipeline parts")
   p.add_argument("--heads", default="all", help="for the heads part, comma-separated (all: HEADS)")
   p.add_argument("--variants", default=None,
-                 help=f"ours, comma-separated, of {sorted(VARIANTS)} (default xla,ynn_conv; --quick: xla)")
+                 help=f"ours, comma-separated, of {sorted(VARIANTS)} (default xla,ynn_dots; --quick: xla)")
   p.add_argument("--steps", type=int, default=5, help="training steps per timed chunk")
   p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are over these)")
   p.add_argument("--batch", type=int, default=128)
@@ -43,6 +46,8 @@ def parse_args(argv=None):
                  help="reuse (as launch.sh sets): keep freed memory in one glibc heap (MALLOC_REUSE), for "
                       "ours and PyTorch; glibc: its defaults")
   p.add_argument("--quick", action="store_true", help="about a minute: fewer steps/rounds, gap head only")
+  p.add_argument("--json", default=None, metavar="PATH",
+                 help="also write every figure printed (machine, peak, rows, pipeline, checks) as JSON")
   args = p.parse_args(argv)
   if args.quick:
     args.steps, args.rounds = 1, 3
@@ -51,7 +56,7 @@ def parse_args(argv=None):
     if args.parts == ",".join(PARTS):
       args.parts = "peak,nin,pipeline"
     args.variants = args.variants or "xla"
-  args.variants = args.variants or "xla,ynn_conv"
+  args.variants = args.variants or "xla,ynn_dots"
   args.parts = args.parts.split(",")
   args.variants = args.variants.split(",")
   unknown = [x for x in args.parts if x not in PARTS] + [v for v in args.variants if v not in VARIANTS]
@@ -318,13 +323,15 @@ def check_against_torch(model_name, head, batch=8):
 
 
 def main(args):
-  print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.1f}; jax {jax.__version__}, torch "
-        f"{torch.__version__ if torch is not None else 'not installed (pip install -e .[bench])'}; "
-        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
-        f"malloc {'reuse' if malloc_reuse_set() else 'glibc default'}; {time.strftime('%Y-%m-%d %H:%M')}",
-        flush=True)
-  t0, peak, rows = time.time(), None, []
+  machine = {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+             "load_average_start": os.getloadavg()[0], "jax": jax.__version__,
+             "torch": torch.__version__ if torch is not None else None,
+             "xla_flags": os.environ.get("XLA_FLAGS", ""), "malloc": "reuse" if malloc_reuse_set() else "glibc",
+             "time": time.strftime("%Y-%m-%d %H:%M")}
+  print(f"{machine['cpu']}, {machine['cpus']} CPUs, load average {machine['load_average_start']:.1f}; "
+        f"jax {machine['jax']}, torch {machine['torch'] or 'not installed (pip install -e .[bench])'}; "
+        f"XLA_FLAGS={machine['xla_flags']!r}; malloc {machine['malloc']}; {machine['time']}", flush=True)
+  t0, peak, rows, pipelines, checks = time.time(), None, [], [], {}
   if "peak" in args.parts:
     peak = matmul_peak(args)
   heads = list(HEADS) if args.heads == "all" else args.heads.split(",")
@@ -338,17 +345,23 @@ def main(args):
     if "pipeline" in args.parts:
       ours = ours or {args.variants[0]: Ours(model_name, "gap", args.batch, args.variants[0],
                                              synthetic_data(model_name, args.batch))}
-      pipeline_vs_step(next(iter(ours.values())), args)
+      pipelines.append(pipeline_vs_step(next(iter(ours.values())), args))
   if "heads" in args.parts:
     for head in heads:
       if head != "gap" or "nin" not in args.parts or "nin_mnist" not in args.models:
         rows += compare("nin_mnist", head, args, peak)[0]
   if "check" in args.parts and torch is not None:
     pairs = [(m, h) for m in ("nin", "nin_mnist") for h in heads if h in torch_reference.HEADS]
-    errs = [check_against_torch(m, h) for m, h in pairs]
-    if max(errs) >= 1e-4:
-      raise SystemExit("the PyTorch reference does not compute what ours computes")
-  print(f"load average now {os.getloadavg()[0]:.1f}; {time.time() - t0:.0f} s in all")
+    checks = {f"{m}/{h}": check_against_torch(m, h) for m, h in pairs}
+  machine["load_average_end"], machine["seconds"] = os.getloadavg()[0], time.time() - t0
+  print(f"load average now {machine['load_average_end']:.1f}; {machine['seconds']:.0f} s in all")
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump({"machine": machine, "args": vars(args), "matmul_peak_gflop_s": peak, "rows": rows,
+                 "pipeline": pipelines, "check_rel_error": checks}, f, indent=1)
+    print(f"wrote {args.json}")
+  if checks and max(checks.values()) >= 1e-4:
+    raise SystemExit("the PyTorch reference does not compute what ours computes")
   return rows
 
 

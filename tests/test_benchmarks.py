@@ -1,0 +1,51 @@
+"""The benchmark script runs and writes what it prints; its FLOP count matches a count by hand.
+
+Not a timing test: nothing here depends on how fast the machine is.
+"""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import timing  # noqa: E402
+
+from gap_jax.models.nin import MNIST_BLOCKS  # noqa: E402
+
+
+def test_train_flops_of_the_mnist_nin_match_a_hand_count():
+  # Multiply-adds per image of each convolution (28x28 -> 14x14 -> 7x7, 'same' padding), written out.
+  first = 28 * 28 * 25 * 1 * 96
+  rest = (28 * 28 * 96 * 64 + 28 * 28 * 64 * 48
+          + 14 * 14 * 25 * 48 * 128 + 14 * 14 * 128 * 96 + 14 * 14 * 96 * 48
+          + 7 * 7 * 25 * 48 * 128 + 7 * 7 * 128 * 96 + 7 * 7 * 96 * 10)
+  # Forward, input gradient and weight gradient; the first layer has no input to differentiate.
+  expected = 2 * (2 * first + 3 * rest)
+  assert timing.train_flops_per_image(MNIST_BLOCKS, (28, 28, 1), 10) == expected
+
+
+def test_bench_runs_and_writes_json(tmp_path):
+  out = tmp_path / "bench.json"
+  done = subprocess.run(
+      [sys.executable, str(ROOT / "benchmarks" / "train_step.py"), "--parts", "nin,pipeline",
+       "--models", "nin_mnist", "--variants", "xla", "--steps", "1", "--rounds", "2", "--batch", "8",
+       "--no-torch", "--json", str(out)],
+      capture_output=True, text=True, timeout=600, cwd=ROOT)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "img/s" in done.stdout and f"wrote {out}" in done.stdout
+  result = json.loads(out.read_text())
+  (row,) = result["rows"]
+  assert (row["model"], row["head"], row["who"]) == ("nin_mnist", "gap", "ours[xla]")
+  assert row["img_s"] > 0 and row["best"] >= row["img_s"] and row["compile_s"] > 0
+  assert "vs_torch" not in row  # --no-torch: no ratio
+  (pipe,) = result["pipeline"]
+  assert pipe["model"] == "nin_mnist" and pipe["pipeline_img_s"] > 0 and pipe["step_img_s"] > 0
+  assert result["machine"]["malloc"] == "reuse" and result["args"]["batch"] == 8
+
+
+def test_bench_rejects_an_unknown_part():
+  done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_step.py"), "--parts", "speed"],
+                        capture_output=True, text=True, timeout=120, cwd=ROOT)
+  assert done.returncode == 2 and "unknown part or variant ['speed']" in done.stderr
