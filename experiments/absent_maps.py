@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 
 from experiments.framework import Experiment, Point, Verdict, short_run
-from experiments.stats import cohens_d
+from experiments.stats import cohens_d, fmt
 from gap_jax.analysis.class_maps import class_maps
 
 
@@ -55,8 +55,8 @@ def decide(summaries: dict) -> Verdict:
             "worst_share_below_present_mean": worst_below["mean"],
             "cohens_d_present_vs_absent_mean": cohens_d(pres, absn)}
   reason = (f"Across {len(summaries)} settings, the lowest share of absent-class locations at or below zero is "
-            f"{worst_le0['mean']:.3f} [{worst_le0['lo']:.3f}, {worst_le0['hi']:.3f}], and below the present "
-            f"map's mean {worst_below['mean']:.3f} [{worst_below['lo']:.3f}, {worst_below['hi']:.3f}].")
+            f"{fmt(worst_le0, digits=3)}, and below the present "
+            f"map's mean {fmt(worst_below, digits=3)}.")
   if worst_le0["lo"] >= 0.9 and worst_below["lo"] >= 0.95:
     return Verdict("supported", reason, effect)
   if worst_le0["hi"] < 0.5:

@@ -5,7 +5,7 @@ classify if some unit's receptive field spans enough of the arrangement to tell 
 import ml_collections
 
 from experiments.framework import Experiment, Point, Verdict, short_run
-from experiments.stats import cohens_d
+from experiments.stats import cohens_d, fmt
 from gap_jax.models.rfnet import receptive_field
 
 # Two layers, so that dilation 1 gives a field (5 px) that cannot reach from one motif to the next (8 px
@@ -51,8 +51,8 @@ def decide(summaries: dict) -> Verdict:
             "fc_minus_gap_at_smallest_rf": f["mean"] - gap[0]["test_accuracy"]["mean"]}
   rf_b, rf_a = below[-1]["params"]["receptive_field"], above[0]["params"]["receptive_field"]
   every = ", ".join(f"{p['test_accuracy']['mean']:.3f} at {p['params']['receptive_field']} px" for p in gap)
-  reason = (f"GAP test accuracy {b['mean']:.3f} [{b['lo']:.3f}, {b['hi']:.3f}] with RF {rf_b} px < span "
-            f"{SPAN} px, {a['mean']:.3f} [{a['lo']:.3f}, {a['hi']:.3f}] with RF {rf_a} px >= span (every RF: "
+  reason = (f"GAP test accuracy {fmt(b, digits=3)} with RF {rf_b} px < span "
+            f"{SPAN} px, {fmt(a, digits=3)} with RF {rf_a} px >= span (every RF: "
             f"{every}); FC at the smallest RF ({fc[0]['params']['receptive_field']} px): {f['mean']:.3f}; "
             f"neighbouring motifs {CELL} px apart; chance {CHANCE:.3f}.")
   if b["hi"] < CHANCE + 0.2 and a["lo"] > 0.9:

@@ -20,7 +20,7 @@ from experiments import report, stats
 from gap_jax.configs import default
 from gap_jax.train import train_and_evaluate
 from gap_jax.trained import load_trained
-from gap_jax.workdir import config_differences
+from gap_jax.workdir import stored_config_differences
 
 VERDICTS = ("supported", "refuted", "inconclusive")
 
@@ -74,7 +74,7 @@ def run_point(exp: Experiment, point: Point, seed: int, runs_dir: Path) -> dict:
   measured_file = workdir / "measured.json"
   config = ml_collections.ConfigDict(point.config.to_dict())
   config.seed = seed
-  if measured_file.exists() and _same_config(workdir, config):
+  if measured_file.exists() and stored_config_differences(workdir, config) == []:
     return json.loads(measured_file.read_text())
   results = train_and_evaluate(config, workdir, on_config_change="fresh")
   measured = {"test_accuracy": results["final"]["test_accuracy"],
@@ -83,12 +83,6 @@ def run_point(exp: Experiment, point: Point, seed: int, runs_dir: Path) -> dict:
   measured.update(exp.measure(point, load_trained(workdir)))
   measured_file.write_text(json.dumps(measured, indent=2))
   return measured
-
-
-def _same_config(workdir: Path, config) -> bool:
-  stored = workdir / "config.json"
-  return stored.exists() and not config_differences(json.loads(stored.read_text()),
-                                                    json.loads(config.to_json_best_effort()))
 
 
 def run(exp: Experiment, out_dir: Path, quick: bool = False, seeds: int = 3) -> dict:

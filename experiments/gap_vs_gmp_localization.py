@@ -17,7 +17,7 @@ import numpy as np
 
 from experiments.framework import Experiment, Point, Verdict, short_run
 from experiments.measures import example_maps_figure, present_class_maps
-from experiments.stats import summarize
+from experiments.stats import fmt, paired_difference
 from gap_jax.analysis.localization import localization_scores
 
 HEADS = ("gap", "gmp", "lse")
@@ -52,15 +52,13 @@ def decide(summaries: dict) -> Verdict:
   if not {"gap", "gmp"} <= set(by):
     return Verdict("inconclusive", "the sweep lacks a gap or a gmp point", {})
   # Seed i starts from the same weights and batches with every head (heads have no parameters here).
-  diff = {m: summarize(np.subtract(by["gap"][m]["values"], by["gmp"][m]["values"]))
-          for m in ("pxap", "max_box_acc")}
-  ci = lambda s: f"{s['mean']:.1f} [{s['lo']:.1f}, {s['hi']:.1f}]"
+  diff = {m: paired_difference(by["gap"][m], by["gmp"][m]) for m in ("pxap", "max_box_acc")}
   floors = by["gap"]
-  reason = "; ".join(f"{h}: PxAP {ci(p['pxap'])}, MaxBoxAcc {ci(p['max_box_acc'])}, test accuracy "
+  reason = "; ".join(f"{h}: PxAP {fmt(p['pxap'])}, MaxBoxAcc {fmt(p['max_box_acc'])}, test accuracy "
                      f"{p['test_accuracy']['mean']:.3f}" for h, p in by.items())
   reason += (f". Floors: constant-map PxAP {floors['floor_pxap']['mean']:.1f}, whole-image box "
-             f"{floors['floor_whole_image_box_acc']['mean']:.1f}. GAP - GMP: PxAP {ci(diff['pxap'])}, "
-             f"MaxBoxAcc {ci(diff['max_box_acc'])}.")
+             f"{floors['floor_whole_image_box_acc']['mean']:.1f}. GAP - GMP: PxAP {fmt(diff['pxap'])}, "
+             f"MaxBoxAcc {fmt(diff['max_box_acc'])}.")
   effect = {"pxap_gap_minus_gmp": diff["pxap"]["mean"], "max_box_acc_gap_minus_gmp": diff["max_box_acc"]["mean"]}
   if "lse" in by:
     effect["lse_pxap_between_gap_and_gmp"] = float(

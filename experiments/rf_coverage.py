@@ -20,7 +20,7 @@ from scipy import stats as scipy_stats
 from experiments.framework import Experiment, Point, Verdict, short_run
 from experiments.measures import (active_region, best_fit_side, dilate, example_maps_figure,
                                   present_class_maps, region_iou)
-from experiments.stats import summarize
+from experiments.stats import fmt, paired_difference
 from gap_jax.analysis.class_maps import maps_fn_of
 from gap_jax.analysis.map_stats import hoyer
 from gap_jax.analysis.receptive_field import effective_receptive_field
@@ -80,17 +80,16 @@ def decide(summaries: dict) -> Verdict:
     return Verdict("inconclusive", "the sweep needs at least two receptive fields", {})
   small, large = points[0], points[-1]
   # Seed i starts from the same weights and batches at every dilation, so differences pair by seed.
-  paired = lambda metric, a, b: summarize(np.subtract(a[metric]["values"], b[metric]["values"]))
-  hoyer_drop = paired("hoyer", small, large)
+  hoyer_drop = paired_difference(small["hoyer"], large["hoyer"])
   advantage = large["rf_dilated_minus_mask_iou"]
-  growth = paired("rf_dilated_minus_mask_iou", large, small)
+  growth = paired_difference(large["rf_dilated_minus_mask_iou"], small["rf_dilated_minus_mask_iou"])
   rfs = [p["params"]["receptive_field"] for p in points for _ in p["hoyer"]["values"]]
   rho = scipy_stats.spearmanr(rfs, [v for p in points for v in p["hoyer"]["values"]]).statistic
   effect = {"hoyer_smallest_minus_largest_rf": hoyer_drop["mean"],
             "iou_rf_dilated_minus_mask_at_largest_rf": advantage["mean"],
             "iou_advantage_largest_minus_smallest_rf": growth["mean"], "spearman_hoyer_vs_rf": float(rho)}
   rf_s, rf_l = small["params"]["receptive_field"], large["params"]["receptive_field"]
-  ci = lambda s: f"{s['mean']:.3f} [{s['lo']:.3f}, {s['hi']:.3f}]"
+  ci = lambda s: fmt(s, digits=3)
   reason = (f"At RF {rf_l} px, IoU of the active region with the RF-dilated mask minus with the mask: "
             f"{ci(advantage)} (at RF {rf_s} px: {ci(small['rf_dilated_minus_mask_iou'])}); the region "
             f"matches best a mask grown by {ci(small['best_fit_side'])} px at RF {rf_s} and "

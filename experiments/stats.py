@@ -12,6 +12,11 @@ def summarize(values) -> dict:
   return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": len(v), "values": v.tolist()}
 
 
+def paired_difference(a: dict, b: dict) -> dict:
+  """summarize() of a - b seed by seed, for two summaries whose seed i shares initial weights and batches."""
+  return summarize(np.subtract(a["values"], b["values"]))
+
+
 def cohens_d(a, b) -> float:
   """(mean a - mean b) / pooled standard deviation; inf when both are constant and differ."""
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)

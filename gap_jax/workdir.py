@@ -29,15 +29,22 @@ def config_differences(old: dict, new: dict) -> list[str]:
           for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
+def stored_config_differences(workdir: Path, config) -> list[str] | None:
+  """How `config` differs from the config stored in `workdir`; None when the workdir holds none."""
+  config_file = workdir / "config.json"
+  if not config_file.exists():
+    return None
+  return config_differences(json.loads(config_file.read_text()), json.loads(config.to_json_best_effort()))
+
+
 def prepare_workdir(workdir: Path, config, on_config_change: str = "refuse") -> None:
   if on_config_change not in ON_CONFIG_CHANGE:
     raise UserError(f"on_config_change={on_config_change!r}: choose one of {ON_CONFIG_CHANGE}")
   new_json = config.to_json_best_effort(indent=2)
   try:
     workdir.mkdir(parents=True, exist_ok=True)
-    config_file = workdir / "config.json"
-    if config_file.exists():
-      diffs = config_differences(json.loads(config_file.read_text()), json.loads(new_json))
+    diffs = stored_config_differences(workdir, config)
+    if diffs is not None:
       if diffs and on_config_change == "refuse":
         raise UserError(
             f"{workdir} holds a run with a different config ({'; '.join(diffs)}): use another "
@@ -52,6 +59,6 @@ def prepare_workdir(workdir: Path, config, on_config_change: str = "refuse") -> 
     probe = workdir / ".write_test"
     probe.write_text("ok")
     probe.unlink()
-    config_file.write_text(new_json)
+    (workdir / "config.json").write_text(new_json)
   except OSError as e:
     raise UserError(f"cannot write to workdir {workdir} ({e.strerror or e}): choose a writable --workdir")
