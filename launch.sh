@@ -11,6 +11,7 @@
 #   ./launch.sh test [pytest args]
 #   ./launch.sh bench [--quick] [--parts ...]   training images/s, ours beside PyTorch (benchmarks/README.md)
 #   ./launch.sh bench-seeds                 seeds trained together (jax.vmap) vs one after another
+#   ./launch.sh bench-conv                  every NiN convolution alone: XLA, oneDNN, PyTorch
 #   ./launch.sh setup                       only create/update .venv (run once before a multi-host job)
 #   ./launch.sh distributed <train args>    one process of a multi-host run: the same command on every
 #                                           host (srun, or gcloud ... tpu-vm ssh --worker=all); see README
@@ -30,7 +31,7 @@ setup() {
     echo "setting up $VENV (first use: a few minutes)..."
     python3 -m venv "$VENV"
     "$PY" -m pip install --quiet --upgrade pip
-    "$PY" -m pip install --quiet -e ".[test]"
+    "$PY" -m pip install --quiet -e ".[test,cpu]"
     touch "$VENV/.installed"
   fi
 }
@@ -79,6 +80,9 @@ case "$cmd" in
   bench-seeds)
     setup
     exec "$PY" benchmarks/seeds_vmap.py "$@" ;;
+  bench-conv)
+    setup
+    exec "$PY" benchmarks/conv_layers.py "$@" ;;
   setup)
     setup; install_data ;;
   distributed)

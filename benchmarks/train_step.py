@@ -9,6 +9,7 @@ Everything is timed interleaved, round by round, because the machine is shared (
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -17,18 +18,21 @@ import sys
 import time
 
 PARTS = ("peak", "nin", "heads", "pipeline", "check")
-# The step compiled with other XLA options (same code, same numerics) or another compute dtype.
-# xla: exactly as training compiles it (on CPU: dots and convolutions by XLA's Eigen kernels, gap_jax/steps.py);
-# ynn_dots: dots by YNNPACK, convolutions by Eigen (what training used from the first switch until the second);
+# The step compiled with other XLA options, convolutions or compute dtype (same numerics up to rounding):
+# (XLA compiler options, compute dtype, GAP_JAX_CPU_CONV when tracing).
+# train: exactly as training runs (on CPU: convolutions by oneDNN, dots by XLA's Eigen; gap_jax/models/layers.py,
+#   gap_jax/steps.py);
+# xla_conv: convolutions by XLA's Eigen too (what training used before oneDNN);
+# ynn_dots: dots by YNNPACK, convolutions by Eigen (training from the first XLA switch until the second);
 # ynn_conv: dots and convolutions by YNNPACK (XLA:CPU's default, what training used at first).
 VARIANTS = {
-    "xla": ({}, "float32"),
-    "ynn_dots": ({"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}, "float32"),
+    "train": ({}, "float32", "onednn"),
+    "xla_conv": ({}, "float32", "xla"),
+    "ynn_dots": ({"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}, "float32", "xla"),
     "ynn_conv": ({"xla_cpu_experimental_ynn_fusion_type":
-                  "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"}, "float32"),
-    "bf16": ({}, "bfloat16"),
+                  "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"}, "float32", "xla"),
+    "bf16": ({}, "bfloat16", "onednn"),
 }
-
 
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -36,7 +40,7 @@ def parse_args(argv=None):
   p.add_argument("--models", default="nin_mnist,nin", help="for the nin and pipeline parts")
   p.add_argument("--heads", default="all", help="for the heads part, comma-separated (all: HEADS)")
   p.add_argument("--variants", default=None,
-                 help=f"ours, comma-separated, of {sorted(VARIANTS)} (default xla,ynn_dots; --quick: xla)")
+                 help=f"ours, comma-separated, of {sorted(VARIANTS)} (default train,xla_conv; --quick: train)")
   p.add_argument("--steps", type=int, default=5, help="training steps per timed chunk")
   p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are over these)")
   p.add_argument("--batch", type=int, default=128)
@@ -55,8 +59,8 @@ def parse_args(argv=None):
       args.heads = "gap"
     if args.parts == ",".join(PARTS):
       args.parts = "peak,nin,pipeline"
-    args.variants = args.variants or "xla"
-  args.variants = args.variants or "xla,ynn_dots"
+    args.variants = args.variants or "train"
+  args.variants = args.variants or "train,xla_conv"
   args.parts = args.parts.split(",")
   args.variants = args.variants.split(",")
   unknown = [x for x in args.parts if x not in PARTS] + [v for v in args.variants if v not in VARIANTS]
@@ -96,7 +100,7 @@ from gap_jax.configs import default  # noqa: E402
 from gap_jax.data.augment import augment, normalize  # noqa: E402
 from gap_jax.data.specs import SPECS  # noqa: E402
 from gap_jax.heads import HEADS, head_class  # noqa: E402
-from gap_jax.models import MODELS, build_model  # noqa: E402
+from gap_jax.models import MODELS, build_model, onednn_conv  # noqa: E402
 from gap_jax.optim import make_optimizer, make_schedule  # noqa: E402
 from gap_jax.steps import make_init, make_train_step  # noqa: E402
 
@@ -146,11 +150,21 @@ def synthetic_data(model: str, batch: int, num_batches: int = 16, seed: int = 0)
   return images, labels, mean.astype(np.float32), std.astype(np.float32), spec.num_classes
 
 
+@contextlib.contextmanager
+def cpu_conv(choice: str):
+  before = os.environ.get("GAP_JAX_CPU_CONV")
+  os.environ["GAP_JAX_CPU_CONV"] = choice
+  try:
+    yield
+  finally:
+    os.environ.pop("GAP_JAX_CPU_CONV") if before is None else os.environ.update(GAP_JAX_CPU_CONV=before)
+
+
 class Ours:
   """The real training step, compiled once (timed), then called exactly as the training loop calls it."""
 
   def __init__(self, model_name, head, batch, variant, data):
-    options, dtype = VARIANTS[variant]
+    options, dtype, conv = VARIANTS[variant]
     images, labels, mean, std, num_classes = data
     self.config = config = bench_config(model_name, head, batch, dtype)
     mesh = parallel.make_mesh()
@@ -162,7 +176,9 @@ class Ours:
     self.args += [jax.random.permutation(jax.random.key(1), len(labels)), jax.random.key(2)]
     step = make_train_step(self.model, tx, config, mean, std, steps_per_epoch, mesh)
     t = time.perf_counter()
-    self.compiled = step.lower(self.state, *self.args).compile(compiler_options=options or None)
+    with cpu_conv(conv):  # read when tracing
+      lowered = step.lower(self.state, *self.args)
+    self.compiled = lowered.compile(compiler_options=options or None)
     self.compile_s = time.perf_counter() - t
     cost = self.compiled.cost_analysis()
     self.xla_flops = (cost if isinstance(cost, dict) else cost[0]).get("flops", float("nan"))
@@ -326,11 +342,12 @@ def main(args):
   machine = {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
              "load_average_start": os.getloadavg()[0], "jax": jax.__version__,
              "torch": torch.__version__ if torch is not None else None,
+             "onednn": onednn_conv.why_unavailable() or "available",
              "xla_flags": os.environ.get("XLA_FLAGS", ""), "malloc": "reuse" if malloc_reuse_set() else "glibc",
              "time": time.strftime("%Y-%m-%d %H:%M")}
   print(f"{machine['cpu']}, {machine['cpus']} CPUs, load average {machine['load_average_start']:.1f}; "
         f"jax {machine['jax']}, torch {machine['torch'] or 'not installed (pip install -e .[bench])'}; "
-        f"XLA_FLAGS={machine['xla_flags']!r}; malloc {machine['malloc']}; {machine['time']}", flush=True)
+        f"oneDNN convolutions {machine['onednn']}; XLA_FLAGS={machine['xla_flags']!r}; malloc {machine['malloc']}; {machine['time']}", flush=True)
   t0, peak, rows, pipelines, checks = time.time(), None, [], [], {}
   if "peak" in args.parts:
     peak = matmul_peak(args)

@@ -5,8 +5,11 @@ Not a timing test: nothing here depends on how fast the machine is.
 
 import json
 import pathlib
+import platform
 import subprocess
 import sys
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -30,14 +33,14 @@ def test_bench_runs_and_writes_json(tmp_path):
   out = tmp_path / "bench.json"
   done = subprocess.run(
       [sys.executable, str(ROOT / "benchmarks" / "train_step.py"), "--parts", "nin,pipeline",
-       "--models", "nin_mnist", "--variants", "xla", "--steps", "1", "--rounds", "2", "--batch", "8",
+       "--models", "nin_mnist", "--variants", "train", "--steps", "1", "--rounds", "2", "--batch", "8",
        "--no-torch", "--json", str(out)],
       capture_output=True, text=True, timeout=600, cwd=ROOT)
   assert done.returncode == 0, done.stderr[-3000:]
   assert "img/s" in done.stdout and f"wrote {out}" in done.stdout
   result = json.loads(out.read_text())
   (row,) = result["rows"]
-  assert (row["model"], row["head"], row["who"]) == ("nin_mnist", "gap", "ours[xla]")
+  assert (row["model"], row["head"], row["who"]) == ("nin_mnist", "gap", "ours[train]")
   assert row["img_s"] > 0 and row["best"] >= row["img_s"] and row["compile_s"] > 0
   assert "vs_torch" not in row  # --no-torch: no ratio
   (pipe,) = result["pipeline"]
@@ -49,3 +52,14 @@ def test_bench_rejects_an_unknown_part():
   done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_step.py"), "--parts", "speed"],
                         capture_output=True, text=True, timeout=120, cwd=ROOT)
   assert done.returncode == 2 and "unknown part or variant ['speed']" in done.stderr
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.machine() != "x86_64",
+                    reason="needs oneDNN, whose PyPI build is for Linux x86_64")
+def test_conv_layer_bench_prints_a_row_per_layer():
+  done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "conv_layers.py"), "--models", "nin_mnist",
+                         "--rounds", "1", "--batch", "2"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+  assert done.returncode == 0, done.stderr[-3000:]
+  rows = [line for line in done.stdout.splitlines() if line.startswith("| nin_mnist")]
+  assert len(rows) == len(MNIST_BLOCKS[0]) + len(MNIST_BLOCKS[1]) + len(MNIST_BLOCKS[2]) + 1  # + class maps
+  assert rows[0].startswith("| nin_mnist 28x28, 1 -> 96, 5x5 |") and rows[-1].startswith("| nin_mnist 7x7, 96 -> 10, 1x1 |")

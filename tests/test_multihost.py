@@ -38,7 +38,11 @@ def test_two_processes_of_two_devices_match_one_process_of_four(tmp_path):
                JAX_COORDINATOR_ADDRESS=coordinator, GAP_JAX_NUM_PROCESSES="2", GAP_JAX_PROCESS_ID=str(pid))
     procs.append(subprocess.Popen(command(tmp_path / "multi"), env=env, cwd=ROOT, text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-  outs = [p.communicate(timeout=600) for p in procs]
+  try:
+    outs = [p.communicate(timeout=600) for p in procs]
+  finally:  # a hung rank (e.g. one process failed before a collective) must not outlive the test
+    for p in procs:
+      p.kill()
   for p, (out, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
   single = subprocess.run(command(tmp_path / "single"), env=dict(os.environ, JAX_NUM_CPU_DEVICES="4"),

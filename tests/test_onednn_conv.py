@@ -1,0 +1,121 @@
+"""oneDNN convolutions (the CPU backend's) compute what `lax.conv` computes, forward and both gradients."""
+
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gap_jax.models import layers, onednn_conv
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+LINUX_X86 = platform.system() == "Linux" and platform.machine() == "x86_64"
+needs_onednn = pytest.mark.skipif(not LINUX_X86, reason="oneDNN's PyPI build is for Linux x86_64")
+
+
+@needs_onednn
+def test_onednn_is_usable_here():
+  """launch.sh and CI install the `cpu` extra: the binding must build and load, not silently fall back."""
+  assert onednn_conv.why_unavailable() is None
+
+
+@needs_onednn
+@pytest.mark.parametrize("b,h,w,c,f,k,pad", [
+    (3, 9, 7, 5, 6, 5, 2), (2, 6, 6, 4, 3, 3, 1), (2, 8, 5, 3, 4, 3, 0), (1, 4, 4, 2, 2, 1, 0),
+    (2, 5, 5, 4, 8, 5, 1), (2, 7, 7, 1, 5, 5, 2), (1, 3, 4, 3, 2, 3, 2)])
+def test_forward_and_gradients_match_lax_conv(b, h, w, c, f, k, pad):
+  kx, kk, kg = jax.random.split(jax.random.key(b * 100 + h * 10 + c), 3)
+  x = jax.random.normal(kx, (b, h, w, c))
+  kernel = jax.random.normal(kk, (k, k, c, f))
+  y, vjp = jax.vjp(lambda x, kernel: onednn_conv.conv(x, kernel, pad), x, kernel)
+  y_ref, vjp_ref = jax.vjp(lambda x, kernel: layers.jax_conv(x, kernel, pad), x, kernel)
+  assert y.shape == y_ref.shape == (b, h + 2 * pad - k + 1, w + 2 * pad - k + 1, f)
+  g = jax.random.normal(kg, y.shape)
+  for ours, ref in zip([y, *vjp(g)], [y_ref, *vjp_ref(g)]):
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5 * float(jnp.abs(ref).max()))
+
+
+@needs_onednn
+def test_vmap_over_seeds_gives_each_its_own_kernel():
+  xs = jax.random.normal(jax.random.key(0), (3, 2, 6, 6, 4))
+  kernels = jax.random.normal(jax.random.key(1), (3, 3, 3, 4, 5))
+  loss = lambda conv: lambda x, kernel: (conv(x, kernel, 1) ** 2).sum()
+  ours = jax.jit(jax.vmap(jax.value_and_grad(loss(onednn_conv.conv), (0, 1))))(xs, kernels)
+  ref = jax.vmap(jax.value_and_grad(loss(layers.jax_conv), (0, 1)))(xs, kernels)
+  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+@needs_onednn
+def test_mismatched_shapes_are_an_error_not_a_crash():
+  x, kernel = jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 4))
+  wrong = jax.ShapeDtypeStruct((1, 5, 5, 4), jnp.float32)  # padding 0 gives 3x3, not 5x5
+  with pytest.raises(Exception, match="the shapes do not fit together"):
+    onednn_conv._call("forward", wrong, x, kernel, padding=0).block_until_ready()
+
+
+def _lowered(x, kernel):
+  # A new function each time: the choice is made when tracing, and jit would reuse an earlier trace.
+  return jax.jit(lambda x, kernel: layers.conv(x, kernel, 1)).lower(x, kernel).as_text()
+
+
+@needs_onednn
+def test_layers_use_onednn_on_cpu_unless_told_otherwise(monkeypatch):
+  x, kernel = jnp.ones((2, 6, 6, 4)), jnp.ones((3, 3, 4, 5))
+  assert onednn_conv.TARGETS["forward"] in _lowered(x, kernel)
+  # bfloat16 (compute_dtype) stays with XLA: the binding is float32
+  bf16 = _lowered(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16))
+  assert "GapJax" not in bf16 and "convolution" in bf16
+  monkeypatch.setenv("GAP_JAX_CPU_CONV", "xla")
+  plain = _lowered(x, kernel)
+  assert "GapJax" not in plain and "convolution" in plain
+  monkeypatch.setenv("GAP_JAX_CPU_CONV", "eigen")
+  with pytest.raises(ValueError, match="GAP_JAX_CPU_CONV='eigen': set it to 'onednn'"):
+    _lowered(x, kernel)
+
+
+def test_xla_formulations_match_lax_conv(monkeypatch):
+  """What layers.Conv runs without oneDNN: a matmul for 1x1, im2col + matmul for 1-3 input channels, else
+  lax.conv."""
+  monkeypatch.setenv("GAP_JAX_CPU_CONV", "xla")
+  for k, pad, c in [(1, 0, 5), (5, 2, 1), (5, 2, 3), (3, 0, 3), (5, 2, 4)]:
+    x = jax.random.normal(jax.random.key(c), (2, 9, 8, c))
+    kernel = jax.random.normal(jax.random.key(10 + c), (k, k, c, 6))
+    conv = jax.jit(lambda x, kernel: layers.conv(x, kernel, pad))  # traced now, under GAP_JAX_CPU_CONV=xla
+    assert "GapJax" not in conv.lower(x, kernel).as_text()
+    np.testing.assert_allclose(conv(x, kernel), layers.jax_conv(x, kernel, pad), rtol=1e-5, atol=1e-4)
+
+
+def _probe(env):
+  """A fresh process (the binding is loaded once per process): is oneDNN usable, and what does Conv lower to?"""
+  code = ("import jax, jax.numpy as jnp; from gap_jax.models import layers, onednn_conv; "
+          "print(onednn_conv.why_unavailable()); "
+          "print('GapJax' in jax.jit(lambda x, k: layers.conv(x, k, 1)).lower("
+          "jnp.ones((1, 4, 4, 4)), jnp.ones((3, 3, 4, 2))).as_text())")
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                        env={**os.environ, **env})
+  assert done.returncode == 0, done.stderr[-3000:]
+  return done.stdout.strip().splitlines()
+
+
+@needs_onednn
+def test_the_binding_builds_into_an_empty_cache_and_a_failed_build_falls_back_to_xla(tmp_path):
+  reason, uses_onednn = _probe({"GAP_JAX_NATIVE_CACHE": str(tmp_path / "fresh")})
+  assert (reason, uses_onednn) == ("None", "True")
+  (built,) = (tmp_path / "fresh").glob("gap_jax_onednn_conv_*.so")
+  assert built.stat().st_size > 0
+  *reason, uses_onednn = _probe({"GAP_JAX_NATIVE_CACHE": str(tmp_path / "broken"), "CXX": "false"})
+  assert "compiling onednn_conv.cc failed" in reason[0] and uses_onednn == "False"
+  assert not list((tmp_path / "broken").glob("*.so"))  # no partial library left to load next time
+
+
+@needs_onednn
+def test_several_cpu_devices_keep_xla_convolutions():
+  """The custom call has no sharding rule; a batch sharded over devices must not be gathered onto each."""
+  reason, uses_onednn = _probe({"JAX_NUM_CPU_DEVICES": "2"})
+  assert (reason, uses_onednn) == ("None", "False")
