@@ -40,10 +40,10 @@ def jax_runners(conv, x, kernel, dy, padding, first: bool):
 
 
 def torch_runners(x, kernel, dy, padding, first: bool):
-  nchw = lambda a: torch.from_numpy(np.asarray(a)).permute(0, 3, 1, 2).contiguous(
+  nchw = lambda a: torch.from_numpy(np.array(a)).permute(0, 3, 1, 2).contiguous(
       memory_format=torch.channels_last)
   xt = nchw(x).requires_grad_(not first)
-  kt = torch.from_numpy(np.asarray(kernel)).permute(3, 2, 0, 1).contiguous().requires_grad_()
+  kt = torch.from_numpy(np.array(kernel)).permute(3, 2, 0, 1).contiguous().requires_grad_()
   dyt = nchw(dy)
 
   def forward():

@@ -100,22 +100,23 @@ def _probe(env):
   done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
                         env={**os.environ, **env})
   assert done.returncode == 0, done.stderr[-3000:]
-  return done.stdout.strip().splitlines()
+  return done.stdout.strip().splitlines(), done.stderr
 
 
 @needs_onednn
 def test_the_binding_builds_into_an_empty_cache_and_a_failed_build_falls_back_to_xla(tmp_path):
-  reason, uses_onednn = _probe({"GAP_JAX_NATIVE_CACHE": str(tmp_path / "fresh")})
+  (reason, uses_onednn), _ = _probe({"GAP_JAX_NATIVE_CACHE": str(tmp_path / "fresh")})
   assert (reason, uses_onednn) == ("None", "True")
   (built,) = (tmp_path / "fresh").glob("gap_jax_onednn_conv_*.so")
   assert built.stat().st_size > 0
-  *reason, uses_onednn = _probe({"GAP_JAX_NATIVE_CACHE": str(tmp_path / "broken"), "CXX": "false"})
+  (*reason, uses_onednn), stderr = _probe({"GAP_JAX_NATIVE_CACHE": str(tmp_path / "broken"), "CXX": "false"})
   assert "compiling onednn_conv.cc failed" in reason[0] and uses_onednn == "False"
+  assert "warning: CPU convolutions run on XLA, not oneDNN (slower): compiling onednn_conv.cc failed" in stderr
   assert not list((tmp_path / "broken").glob("*.so"))  # no partial library left to load next time
 
 
 @needs_onednn
 def test_several_cpu_devices_keep_xla_convolutions():
   """The custom call has no sharding rule; a batch sharded over devices must not be gathered onto each."""
-  reason, uses_onednn = _probe({"JAX_NUM_CPU_DEVICES": "2"})
+  (reason, uses_onednn), _ = _probe({"JAX_NUM_CPU_DEVICES": "2"})
   assert (reason, uses_onednn) == ("None", "False")

@@ -1,7 +1,7 @@
 """Convolutions by oneDNN on the CPU backend: forward and both gradients as XLA FFI custom calls.
 
 XLA:CPU (jaxlib 0.10) runs convolutions on Eigen, or on YNNPACK, and has no switch to oneDNN; oneDNN's JIT
-kernels, which PyTorch uses, run NiN's 5x5 and 3x3 convolutions forward + backward 1.1-1.7x faster on this
+kernels, which PyTorch uses, run NiN's 5x5 and 3x3 convolutions forward + backward 1.3-1.75x faster on this
 machine's AVX-512 cores, and the whole NiN training step ~1.2x faster (benchmarks/README.md).
 `onednn_conv.cc` wraps them as FFI handlers. It is compiled with the system's C++ compiler on first use,
 against oneDNN from PyPI (the `cpu` extra), and cached under ~/.cache/gap_jax/native (GAP_JAX_NATIVE_CACHE
@@ -17,6 +17,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -54,7 +55,8 @@ def _build() -> Path:
   if compiler is None:
     raise Unavailable("no C++ compiler (g++) on PATH")
   fingerprint = hashlib.sha256(b"\0".join([
-      SOURCE.read_bytes(), jax.__version__.encode(), importlib.metadata.version("onednn-cpu-gomp").encode(),
+      SOURCE.read_bytes(), importlib.metadata.version("jaxlib").encode(),
+      importlib.metadata.version("onednn-cpu-gomp").encode(),
       str(library).encode()])).hexdigest()[:16]
   cache = Path(os.environ.get("GAP_JAX_NATIVE_CACHE") or DEFAULT_CACHE)
   out = cache / f"gap_jax_onednn_conv_{fingerprint}.so"
@@ -81,6 +83,7 @@ def _load() -> str | None:
   try:
     lib = ctypes.CDLL(str(_build()))
   except (Unavailable, OSError) as e:
+    print(f"warning: CPU convolutions run on XLA, not oneDNN (slower): {e}", file=sys.stderr)
     return str(e)
   for symbol in TARGETS.values():
     jax.ffi.register_ffi_target(symbol, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
