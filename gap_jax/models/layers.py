@@ -8,7 +8,7 @@ only the formulation differs. Measured on 2 CPU cores (benchmarks/README.md):
   `reduce_window` or the 9-slice form;
 - the bias gradient as a matrix-vector product (`add_bias`) instead of XLA:CPU's reduce-window tree;
 - on the CPU backend, every convolution by oneDNN (`onednn_conv`: NiN's 5x5 and 3x3 layers forward +
-  backward 1.1-1.7x faster than XLA:CPU's formulations above, the 1x1 layers 0.8-1.4x) when it is usable;
+  backward 1.3-1.75x faster than XLA:CPU's formulations above, the 1x1 layers 0.8-1.9x) when it is usable;
   GAP_JAX_CPU_CONV=xla (read when tracing) keeps XLA's.
 """
 
