@@ -4,7 +4,9 @@ Run: ./launch.sh bench [--quick] [--parts peak,nin,heads,pipeline,check] [--step
 Prints, per model (NiN CIFAR-10 at 32x32x3, the MNIST variant at 28x28x1) and per head (MNIST variant):
 images/s of ours and of the same architecture in PyTorch eager (when torch is installed: the `bench`
 extra), their ratio, achieved GFLOP/s (analytic conv FLOPs; XLA's cost analysis beside it) against a
-large fp32 matmul, compile time, and the on-device input pipeline's images/s against the step's.
+large fp32 matmul and, on an accelerator, as MFU against its dense peak (benchmarks/device_peaks.py),
+compile time, and the on-device input pipeline's images/s against the step's. On a GPU or TPU:
+./launch.sh bench --parts peak,nin,pipeline --variants train,bf16 --no-torch
 Everything is timed interleaved, round by round, because the machine is shared (benchmarks/README.md).
 """
 
@@ -50,6 +52,9 @@ def parse_args(argv=None):
                  help="reuse (as launch.sh sets): keep freed memory in one glibc heap (MALLOC_REUSE), for "
                       "ours and PyTorch; glibc: its defaults")
   p.add_argument("--quick", action="store_true", help="about a minute: fewer steps/rounds, gap head only")
+  p.add_argument("--peak-tflops", type=float, default=None,
+                 help="the device's dense peak TFLOP/s for the compute dtype, for MFU (default: "
+                      "benchmarks/device_peaks.py by device kind; none on CPU)")
   p.add_argument("--json", default=None, metavar="PATH",
                  help="also write every figure printed (machine, peak, rows, pipeline, checks) as JSON")
   args = p.parse_args(argv)
@@ -105,6 +110,7 @@ from gap_jax.optim import make_optimizer, make_schedule  # noqa: E402
 from gap_jax.steps import make_init, make_train_step  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import device_peaks  # noqa: E402
 import timing  # noqa: E402
 
 try:
@@ -270,12 +276,19 @@ def compare(model_name, head, args, peak):
            "spread": timing.spread(s), "faults": o.page_faults_per_step() if o else None,
            "gflop_s": flops * ips / 1e9, "peak_frac": flops * ips / 1e9 / peak if peak else None,
            "compile_s": o.compile_s if o else None,
-           "xla_gflop_per_img": o.xla_flops / args.batch / 1e9 if o else None}
+           "xla_gflop_per_img": o.xla_flops / args.batch / 1e9 if o else None,
+           "mfu": mfu(flops * ips, o.config.compute_dtype, args.peak_tflops) if o else None}
     if has_torch and name != "pytorch":
       row["vs_torch"] = timing.ratio(s, samples["pytorch"])
     rows.append(row)
     print(format_row(row), flush=True)
   return rows, ours
+
+
+def mfu(flop_s: float, dtype: str, peak_override: float | None) -> float | None:
+  """Model FLOP utilization against the device's dense peak for `dtype` (benchmarks/device_peaks.py)."""
+  peak = peak_override or device_peaks.peak_tflops(jax.devices()[0].device_kind, dtype)
+  return flop_s / (peak * 1e12) if peak else None
 
 
 def format_row(r):
@@ -284,6 +297,7 @@ def format_row(r):
   extra = (f"  compile {r['compile_s']:5.1f}s  XLA {r['xla_gflop_per_img']:.2f} GFLOP/img"
            f"  {r['faults']:6.0f} page faults/step") if r["compile_s"] else ""
   peak = f" ({100 * r['peak_frac']:3.0f}% of matmul)" if r["peak_frac"] else ""
+  peak += f"  MFU {100 * r['mfu']:4.1f}%" if r.get("mfu") else ""
   return (f"{r['model']:9} {r['head']:13} {r['who']:17} {r['img_s']:7.1f} img/s (best {r['best']:6.1f}, "
           f"spread {100 * r['spread']:3.0f}%)  vs PyTorch {vs_s}  {r['gflop_s']:5.1f} GFLOP/s{peak}{extra}")
 
@@ -340,12 +354,13 @@ def check_against_torch(model_name, head, batch=8):
 
 def main(args):
   machine = {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+             "device": jax.devices()[0].device_kind, "device_count": jax.device_count(),
              "load_average_start": os.getloadavg()[0], "jax": jax.__version__,
              "torch": torch.__version__ if torch is not None else None,
              "onednn": onednn_conv.why_unavailable() or "available",
              "xla_flags": os.environ.get("XLA_FLAGS", ""), "malloc": "reuse" if malloc_reuse_set() else "glibc",
              "time": time.strftime("%Y-%m-%d %H:%M")}
-  print(f"{machine['cpu']}, {machine['cpus']} CPUs, load average {machine['load_average_start']:.1f}; "
+  print(f"{machine['device']} x {machine['device_count']}; {machine['cpu']}, {machine['cpus']} CPUs, load average {machine['load_average_start']:.1f}; "
         f"jax {machine['jax']}, torch {machine['torch'] or 'not installed (pip install -e .[bench])'}; "
         f"oneDNN convolutions {machine['onednn']}; XLA_FLAGS={machine['xla_flags']!r}; malloc {machine['malloc']}; {machine['time']}", flush=True)
   t0, peak, rows, pipelines, checks = time.time(), None, [], [], {}

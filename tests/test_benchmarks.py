@@ -13,6 +13,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import device_peaks  # noqa: E402
 import timing  # noqa: E402
 
 from gap_jax.models.nin import MNIST_BLOCKS  # noqa: E402
@@ -34,7 +35,7 @@ def test_bench_runs_and_writes_json(tmp_path):
   done = subprocess.run(
       [sys.executable, str(ROOT / "benchmarks" / "train_step.py"), "--parts", "nin,pipeline",
        "--models", "nin_mnist", "--variants", "train", "--steps", "1", "--rounds", "2", "--batch", "8",
-       "--no-torch", "--json", str(out)],
+       "--no-torch", "--peak-tflops", "0.5", "--json", str(out)],
       capture_output=True, text=True, timeout=600, cwd=ROOT)
   assert done.returncode == 0, done.stderr[-3000:]
   assert "img/s" in done.stdout and f"wrote {out}" in done.stdout
@@ -43,6 +44,7 @@ def test_bench_runs_and_writes_json(tmp_path):
   assert (row["model"], row["head"], row["who"]) == ("nin_mnist", "gap", "ours[train]")
   assert row["img_s"] > 0 and row["best"] >= row["img_s"] and row["compile_s"] > 0
   assert "vs_torch" not in row  # --no-torch: no ratio
+  assert row["mfu"] == pytest.approx(row["gflop_s"] / 500)  # 0.5 TFLOP/s = 500 GFLOP/s
   (pipe,) = result["pipeline"]
   assert pipe["model"] == "nin_mnist" and pipe["pipeline_img_s"] > 0 and pipe["step_img_s"] > 0
   assert result["machine"]["malloc"] == "reuse" and result["args"]["batch"] == 8
@@ -63,3 +65,11 @@ def test_conv_layer_bench_prints_a_row_per_layer():
   rows = [line for line in done.stdout.splitlines() if line.startswith("| nin_mnist")]
   assert len(rows) == len(MNIST_BLOCKS[0]) + len(MNIST_BLOCKS[1]) + len(MNIST_BLOCKS[2]) + 1  # + class maps
   assert rows[0].startswith("| nin_mnist 28x28, 1 -> 96, 5x5 |") and rows[-1].startswith("| nin_mnist 7x7, 96 -> 10, 1x1 |")
+
+
+def test_device_peaks_by_device_kind():
+  assert device_peaks.peak_tflops("NVIDIA H100 80GB HBM3", "bfloat16") == 989.0
+  assert device_peaks.peak_tflops("NVIDIA H100 PCIe", "bfloat16") == 756.0  # not the SXM part's
+  assert device_peaks.peak_tflops("NVIDIA H200", "float32") == 495.0  # TF32, JAX's default for fp32 on GPU
+  assert device_peaks.peak_tflops("TPU v5 lite", "bfloat16") == 197.0  # v5e, not v5p
+  assert device_peaks.peak_tflops("cpu", "float32") is None
