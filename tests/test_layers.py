@@ -9,16 +9,17 @@ import pytest
 from gap_jax.models.layers import Conv, add_bias, jax_conv, max_pool_ceil
 
 
-@pytest.mark.parametrize("k,pad,c_in", [(1, 0, 16), (5, 2, 1), (3, 1, 3), (5, 2, 8), (3, 0, 4)])
-def test_conv_matches_lax_conv(k, pad, c_in):
+@pytest.mark.parametrize("k,pad,c_in,dilation", [(1, 0, 16, 1), (5, 2, 1, 1), (3, 1, 3, 1), (5, 2, 8, 1),
+                                                  (3, 0, 4, 1), (3, 2, 4, 2), (3, 3, 1, 3)])
+def test_conv_matches_lax_conv(k, pad, c_in, dilation):
   x = jax.random.normal(jax.random.key(0), (2, 9, 9, c_in))
-  layer = Conv(6, k, padding=pad, bias_init=nn.initializers.normal(1.0))
+  layer = Conv(6, k, padding=pad, dilation=dilation, bias_init=nn.initializers.normal(1.0))
   params = layer.init(jax.random.key(1), x)
   ours = layer.apply(params, x)
   kernel, bias = params["params"]["kernel"], params["params"]["bias"]
-  np.testing.assert_allclose(ours, jax_conv(x, kernel, pad) + bias, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(ours, jax_conv(x, kernel, pad, dilation) + bias, rtol=1e-5, atol=1e-5)
   # and against Flax's own convolution with the same parameters
-  flax_conv = nn.Conv(6, (k, k), padding=pad)
+  flax_conv = nn.Conv(6, (k, k), padding=pad, kernel_dilation=dilation)
   np.testing.assert_allclose(ours, flax_conv.apply(params, x), rtol=1e-5, atol=1e-5)
   # gradients agree too
   loss = lambda p, f: (f(p, x) ** 2).sum()

@@ -132,3 +132,9 @@ def test_rfnet_receptive_field_is_the_dial_and_parameters_do_not_move(dilation):
   rows, cols = np.nonzero(grad)
   assert rows.max() - rows.min() + 1 == receptive_field(4, 3, dilation)
   assert cols.max() - cols.min() + 1 == receptive_field(4, 3, dilation)
+
+
+def test_rfnet_refuses_an_even_kernel():
+  from gap_jax.errors import UserError
+  with pytest.raises(UserError, match="rfnet kernel=4: use an odd kernel"):
+    MODELS["rfnet"](num_classes=3, kernel=4)

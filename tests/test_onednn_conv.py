@@ -25,16 +25,18 @@ def test_onednn_is_usable_here():
 
 
 @needs_onednn
-@pytest.mark.parametrize("b,h,w,c,f,k,pad", [
-    (3, 9, 7, 5, 6, 5, 2), (2, 6, 6, 4, 3, 3, 1), (2, 8, 5, 3, 4, 3, 0), (1, 4, 4, 2, 2, 1, 0),
-    (2, 5, 5, 4, 8, 5, 1), (2, 7, 7, 1, 5, 5, 2), (1, 3, 4, 3, 2, 3, 2)])
-def test_forward_and_gradients_match_lax_conv(b, h, w, c, f, k, pad):
+@pytest.mark.parametrize("b,h,w,c,f,k,pad,dilation", [
+    (3, 9, 7, 5, 6, 5, 2, 1), (2, 6, 6, 4, 3, 3, 1, 1), (2, 8, 5, 3, 4, 3, 0, 1), (1, 4, 4, 2, 2, 1, 0, 1),
+    (2, 5, 5, 4, 8, 5, 1, 1), (2, 7, 7, 1, 5, 5, 2, 1), (1, 3, 4, 3, 2, 3, 2, 1),
+    (2, 9, 8, 3, 4, 3, 2, 2), (1, 12, 11, 2, 3, 3, 4, 4), (2, 10, 10, 4, 2, 5, 1, 2)])
+def test_forward_and_gradients_match_lax_conv(b, h, w, c, f, k, pad, dilation):
   kx, kk, kg = jax.random.split(jax.random.key(b * 100 + h * 10 + c), 3)
   x = jax.random.normal(kx, (b, h, w, c))
   kernel = jax.random.normal(kk, (k, k, c, f))
-  y, vjp = jax.vjp(lambda x, kernel: onednn_conv.conv(x, kernel, pad), x, kernel)
-  y_ref, vjp_ref = jax.vjp(lambda x, kernel: layers.jax_conv(x, kernel, pad), x, kernel)
-  assert y.shape == y_ref.shape == (b, h + 2 * pad - k + 1, w + 2 * pad - k + 1, f)
+  y, vjp = jax.vjp(lambda x, kernel: onednn_conv.conv(x, kernel, pad, dilation), x, kernel)
+  y_ref, vjp_ref = jax.vjp(lambda x, kernel: layers.jax_conv(x, kernel, pad, dilation), x, kernel)
+  span = dilation * (k - 1)
+  assert y.shape == y_ref.shape == (b, h + 2 * pad - span, w + 2 * pad - span, f)
   g = jax.random.normal(kg, y.shape)
   for ours, ref in zip([y, *vjp(g)], [y_ref, *vjp_ref(g)]):
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5 * float(jnp.abs(ref).max()))
@@ -56,7 +58,7 @@ def test_mismatched_shapes_are_an_error_not_a_crash():
   x, kernel = jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 4))
   wrong = jax.ShapeDtypeStruct((1, 5, 5, 4), jnp.float32)  # padding 0 gives 3x3, not 5x5
   with pytest.raises(Exception, match="the shapes do not fit together"):
-    onednn_conv._call("forward", wrong, x, kernel, padding=0).block_until_ready()
+    onednn_conv._call("forward", wrong, x, kernel, padding=0, dilation=1).block_until_ready()
 
 
 def _lowered(x, kernel):
@@ -83,12 +85,13 @@ def test_xla_formulations_match_lax_conv(monkeypatch):
   """What layers.Conv runs without oneDNN: a matmul for 1x1, im2col + matmul for 1-3 input channels, else
   lax.conv."""
   monkeypatch.setenv("GAP_JAX_CPU_CONV", "xla")
-  for k, pad, c in [(1, 0, 5), (5, 2, 1), (5, 2, 3), (3, 0, 3), (5, 2, 4)]:
+  for k, pad, c, dilation in [(1, 0, 5, 1), (5, 2, 1, 1), (5, 2, 3, 1), (3, 0, 3, 1), (5, 2, 4, 1), (3, 2, 3, 2)]:
     x = jax.random.normal(jax.random.key(c), (2, 9, 8, c))
     kernel = jax.random.normal(jax.random.key(10 + c), (k, k, c, 6))
-    conv = jax.jit(lambda x, kernel: layers.conv(x, kernel, pad))  # traced now, under GAP_JAX_CPU_CONV=xla
+    conv = jax.jit(lambda x, kernel: layers.conv(x, kernel, pad, dilation))  # traced now: GAP_JAX_CPU_CONV=xla
     assert "GapJax" not in conv.lower(x, kernel).as_text()
-    np.testing.assert_allclose(conv(x, kernel), layers.jax_conv(x, kernel, pad), rtol=1e-5, atol=1e-4)
+    expected = layers.jax_conv(x, kernel, pad, dilation)
+    np.testing.assert_allclose(conv(x, kernel), expected, rtol=1e-5, atol=1e-4)
 
 
 def _probe(env):

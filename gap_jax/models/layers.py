@@ -48,11 +48,13 @@ add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
 
 
 class Conv(nn.Module):
-  """Stride-1 'SAME'-style convolution with kernel (k, k, C, F), like `nn.Conv(F, (k, k), padding=pad)`."""
+  """Stride-1 convolution with kernel (k, k, C, F), like `nn.Conv(F, (k, k), padding=padding,
+  kernel_dilation=dilation)`; padding d(k - 1) / 2 keeps the size ('SAME')."""
 
   features: int
   kernel_size: int
   padding: int = 0
+  dilation: int = 1
   kernel_init: Any = nn.initializers.lecun_normal()
   bias_init: Any = nn.initializers.zeros
   dtype: Any = None
@@ -63,16 +65,17 @@ class Conv(nn.Module):
     kernel = self.param("kernel", self.kernel_init, (k, k, c, self.features), jnp.float32)
     bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
     x_BHWC, kernel, bias = nn.dtypes.promote_dtype(x_BHWC, kernel, bias, dtype=self.dtype)
-    return add_bias(conv(x_BHWC, kernel, self.padding), bias)
+    return add_bias(conv(x_BHWC, kernel, self.padding, self.dilation), bias)
 
 
-def conv(x_BHWC, kernel_HWIO, padding: int):
+def conv(x_BHWC, kernel_HWIO, padding: int, dilation: int = 1):
   """Stride-1 convolution: oneDNN's when tracing for the CPU backend with oneDNN usable, else XLA's."""
   if not use_onednn(x_BHWC.dtype):
-    return xla_conv(x_BHWC, kernel_HWIO, padding)
+    return xla_conv(x_BHWC, kernel_HWIO, padding, dilation)
   # Chosen when lowering: a program traced here but compiled for another backend gets XLA's.
-  return lax.platform_dependent(x_BHWC, kernel_HWIO, cpu=functools.partial(onednn_conv.conv, padding=padding),
-                                default=functools.partial(xla_conv, padding=padding))
+  args = dict(padding=padding, dilation=dilation)
+  return lax.platform_dependent(x_BHWC, kernel_HWIO, cpu=functools.partial(onednn_conv.conv, **args),
+                                default=functools.partial(xla_conv, **args))
 
 
 def use_onednn(dtype) -> bool:
@@ -85,24 +88,24 @@ def use_onednn(dtype) -> bool:
           and jax.device_count() == 1 and onednn_conv.available())
 
 
-def xla_conv(x_BHWC, kernel_HWIO, padding: int):
-  """The fastest formulation under XLA: one 2-D matmul for a 1x1 kernel or (im2col) a 1-3 channel input,
-  else `lax.conv`."""
+def xla_conv(x_BHWC, kernel_HWIO, padding: int, dilation: int = 1):
+  """The fastest formulation under XLA: one 2-D matmul for a 1x1 kernel or (im2col) an undilated 1-3
+  channel input, else `lax.conv`."""
   k, c, f = kernel_HWIO.shape[0], kernel_HWIO.shape[2], kernel_HWIO.shape[3]
   if k == 1 and padding == 0:
     patches = x_BHWC
-  elif c <= IM2COL_MAX_IN_CHANNELS:
+  elif c <= IM2COL_MAX_IN_CHANNELS and dilation == 1:
     patches = _patches(x_BHWC, k, padding)
   else:
-    return jax_conv(x_BHWC, kernel_HWIO, padding)
+    return jax_conv(x_BHWC, kernel_HWIO, padding, dilation)
   y = patches.reshape(-1, k * k * c) @ kernel_HWIO.reshape(k * k * c, f)
   return y.reshape(*patches.shape[:-1], f)
 
 
-def jax_conv(x_BHWC, kernel_HWIO, padding: int):
+def jax_conv(x_BHWC, kernel_HWIO, padding: int, dilation: int = 1):
   """The plain formulation: `lax.conv_general_dilated`, stride 1, symmetric padding."""
   return lax.conv_general_dilated(
-      x_BHWC, kernel_HWIO, (1, 1), [(padding, padding)] * 2,
+      x_BHWC, kernel_HWIO, (1, 1), [(padding, padding)] * 2, rhs_dilation=(dilation, dilation),
       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 

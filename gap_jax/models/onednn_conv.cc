@@ -1,6 +1,6 @@
 // oneDNN convolutions as XLA FFI handlers, for the CPU backend (gap_jax/models/onednn_conv.py builds and
-// loads this file). NHWC activations, HWIO kernels, stride 1, the same padding on every side, float32:
-// what gap_jax.models.layers.Conv computes. oneDNN's JIT kernels run NiN's 5x5 convolutions forward +
+// loads this file). NHWC activations, HWIO kernels, stride 1, the same padding on every side, a kernel
+// dilation, float32: what gap_jax.models.layers.Conv computes. oneDNN's JIT kernels run NiN's 5x5 convolutions forward +
 // backward ~1.3x faster than XLA:CPU's Eigen convolution (benchmarks/README.md).
 #include <cstdint>
 #include <map>
@@ -34,8 +34,8 @@ struct Conv {
   dnnl::convolution_backward_weights bwd_weights;
 };
 
-// Keyed by (batch, height, width, in channels, out channels, kernel size, padding).
-using Shape = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
+// Keyed by (batch, height, width, in channels, out channels, kernel size, padding, dilation).
+using Shape = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
 
 const Conv& ConvFor(const Shape& s) {
   static std::mutex mu;
@@ -43,8 +43,8 @@ const Conv& ConvFor(const Shape& s) {
   std::lock_guard<std::mutex> lock(mu);
   std::unique_ptr<Conv>& conv = cache[s];
   if (conv) return *conv;
-  auto [b, h, w, c, f, k, p] = s;
-  const int64_t ho = h + 2 * p - k + 1, wo = w + 2 * p - k + 1;
+  auto [b, h, w, c, f, k, p, d] = s;
+  const int64_t ho = h + 2 * p - d * (k - 1), wo = w + 2 * p - d * (k - 1);
   using tag = memory::format_tag;
   const auto f32 = memory::data_type::f32;
   auto cv = std::make_unique<Conv>();
@@ -52,15 +52,15 @@ const Conv& ConvFor(const Shape& s) {
   cv->y = memory::desc({b, f, ho, wo}, f32, tag::nhwc);
   cv->w_hwio = memory::desc({f, c, k, k}, f32, tag::hwio);
   const memory::desc w_any({f, c, k, k}, f32, tag::any);
-  const memory::dims strides{1, 1}, pad{p, p};
+  const memory::dims strides{1, 1}, pad{p, p}, dilates{d - 1, d - 1};  // oneDNN counts the gaps
   const auto direct = dnnl::algorithm::convolution_direct;
   auto& e = Engine();
   cv->fwd_pd = dnnl::convolution_forward::primitive_desc(
-      e, dnnl::prop_kind::forward_training, direct, cv->x, w_any, cv->y, strides, pad, pad);
+      e, dnnl::prop_kind::forward_training, direct, cv->x, w_any, cv->y, strides, dilates, pad, pad);
   cv->bwd_data_pd = dnnl::convolution_backward_data::primitive_desc(
-      e, direct, cv->x, w_any, cv->y, strides, pad, pad, cv->fwd_pd);
+      e, direct, cv->x, w_any, cv->y, strides, dilates, pad, pad, cv->fwd_pd);
   cv->bwd_weights_pd = dnnl::convolution_backward_weights::primitive_desc(
-      e, direct, cv->x, w_any, cv->y, strides, pad, pad, cv->fwd_pd);
+      e, direct, cv->x, w_any, cv->y, strides, dilates, pad, pad, cv->fwd_pd);
   cv->fwd = dnnl::convolution_forward(cv->fwd_pd);
   cv->bwd_data = dnnl::convolution_backward_data(cv->bwd_data_pd);
   cv->bwd_weights = dnnl::convolution_backward_weights(cv->bwd_weights_pd);
@@ -81,25 +81,34 @@ using Tensor = ffi::BufferR4<ffi::F32>;
 using Result = ffi::ResultBufferR4<ffi::F32>;
 
 // The shape of a convolution of x (B, H, W, C) with a (k, k, C, F) kernel, after checking that y is its
-// output (B, H + 2p - k + 1, W + 2p - k + 1, F): the buffers' sizes are trusted from here on.
+// output (B, H + 2p - d(k - 1), W + 2p - d(k - 1), F): the buffers' sizes are trusted from here on.
 ffi::ErrorOr<Shape> Checked(ffi::Span<const int64_t> x, ffi::Span<const int64_t> kernel,
-                            ffi::Span<const int64_t> y, int64_t pad) {
-  const int64_t k = kernel[0];
-  const bool ok = kernel[1] == k && kernel[2] == x[3] && pad >= 0 && y[0] == x[0] &&
-                  y[1] == x[1] + 2 * pad - k + 1 && y[2] == x[2] + 2 * pad - k + 1 && y[3] == kernel[3] &&
+                            ffi::Span<const int64_t> y, int64_t pad, int64_t dilation) {
+  const int64_t k = kernel[0], span = dilation * (k - 1);
+  const bool ok = kernel[1] == k && kernel[2] == x[3] && pad >= 0 && dilation >= 1 && y[0] == x[0] &&
+                  y[1] == x[1] + 2 * pad - span && y[2] == x[2] + 2 * pad - span && y[3] == kernel[3] &&
                   y[1] > 0 && y[2] > 0;
   if (!ok) {
     return ffi::Unexpected(ffi::Error::InvalidArgument(
-        "oneDNN convolution: expected x (B, H, W, C), a square kernel (k, k, C, F) and y (B, H + 2p - k + 1, "
-        "W + 2p - k + 1, F) for padding p >= 0; the shapes do not fit together"));
+        "oneDNN convolution: expected x (B, H, W, C), a square kernel (k, k, C, F) and y (B, H + 2p - d(k - 1), "
+        "W + 2p - d(k - 1), F) for padding p >= 0 and dilation d >= 1; the shapes do not fit together"));
   }
-  return Shape{x[0], x[1], x[2], x[3], kernel[3], k, pad};
+  return Shape{x[0], x[1], x[2], x[3], kernel[3], k, pad, dilation};
+}
+
+// One oneDNN call at a time. XLA runs independent thunks (a layer's input and kernel gradients) on two
+// threads at once; two concurrent calls, each forking an OpenMP team, hung in a kernel gradient's spin
+// barrier (tests/test_experiments.py, RFNet), and each call uses every core anyway.
+std::mutex& CallMutex() {
+  static std::mutex mu;
+  return mu;
 }
 
 // oneDNN reports failures as exceptions; XLA wants an error status (an exception would abort the process).
 template <typename F>
 ffi::Error Guarded(const ffi::ErrorOr<Shape>& shape, F&& body) {
   if (shape.has_error()) return shape.error();
+  std::lock_guard<std::mutex> lock(CallMutex());
   try {
     body(ConvFor(shape.value()));
     return ffi::Error::Success();
@@ -108,8 +117,8 @@ ffi::Error Guarded(const ffi::ErrorOr<Shape>& shape, F&& body) {
   }
 }
 
-ffi::Error Forward(Tensor x, Tensor kernel, Result y, int64_t pad) {
-  return Guarded(Checked(x.dimensions(), kernel.dimensions(), y->dimensions(), pad), [&](const Conv& cv) {
+ffi::Error Forward(Tensor x, Tensor kernel, Result y, int64_t pad, int64_t dilation) {
+  return Guarded(Checked(x.dimensions(), kernel.dimensions(), y->dimensions(), pad, dilation), [&](const Conv& cv) {
     dnnl::stream s(Engine());
     memory w = KernelAs(s, cv.w_hwio, cv.fwd_pd.weights_desc(), kernel.typed_data());
     cv.fwd.execute(s, {{DNNL_ARG_SRC, memory(cv.x, Engine(), x.typed_data())},
@@ -119,8 +128,8 @@ ffi::Error Forward(Tensor x, Tensor kernel, Result y, int64_t pad) {
   });
 }
 
-ffi::Error InputGradient(Tensor dy, Tensor kernel, Result dx, int64_t pad) {
-  return Guarded(Checked(dx->dimensions(), kernel.dimensions(), dy.dimensions(), pad), [&](const Conv& cv) {
+ffi::Error InputGradient(Tensor dy, Tensor kernel, Result dx, int64_t pad, int64_t dilation) {
+  return Guarded(Checked(dx->dimensions(), kernel.dimensions(), dy.dimensions(), pad, dilation), [&](const Conv& cv) {
     dnnl::stream s(Engine());
     memory w = KernelAs(s, cv.w_hwio, cv.bwd_data_pd.weights_desc(), kernel.typed_data());
     cv.bwd_data.execute(s, {{DNNL_ARG_DIFF_DST, memory(cv.y, Engine(), dy.typed_data())},
@@ -130,8 +139,8 @@ ffi::Error InputGradient(Tensor dy, Tensor kernel, Result dx, int64_t pad) {
   });
 }
 
-ffi::Error KernelGradient(Tensor x, Tensor dy, Result dkernel, int64_t pad) {
-  return Guarded(Checked(x.dimensions(), dkernel->dimensions(), dy.dimensions(), pad), [&](const Conv& cv) {
+ffi::Error KernelGradient(Tensor x, Tensor dy, Result dkernel, int64_t pad, int64_t dilation) {
+  return Guarded(Checked(x.dimensions(), dkernel->dimensions(), dy.dimensions(), pad, dilation), [&](const Conv& cv) {
     dnnl::stream s(Engine());
     memory user(cv.w_hwio, Engine(), dkernel->typed_data());
     const memory::desc want = cv.bwd_weights_pd.diff_weights_desc();
@@ -146,10 +155,14 @@ ffi::Error KernelGradient(Tensor x, Tensor dy, Result dkernel, int64_t pad) {
 
 }  // namespace
 
-#define GAP_JAX_CONV_HANDLER(name, impl)                                                         \
-  XLA_FFI_DEFINE_HANDLER_SYMBOL(name, impl,                                                      \
-                                ffi::Ffi::Bind().Arg<Tensor>().Arg<Tensor>().Ret<Tensor>().Attr< \
-                                    int64_t>("pad"))
+#define GAP_JAX_CONV_HANDLER(name, impl)                                                    \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(name, impl,                                                 \
+                                ffi::Ffi::Bind()                                            \
+                                    .Arg<Tensor>()                                          \
+                                    .Arg<Tensor>()                                          \
+                                    .Ret<Tensor>()                                          \
+                                    .Attr<int64_t>("pad")                                   \
+                                    .Attr<int64_t>("dilation"))
 
 GAP_JAX_CONV_HANDLER(GapJaxConvForward, Forward);
 GAP_JAX_CONV_HANDLER(GapJaxConvInputGradient, InputGradient);

@@ -98,31 +98,36 @@ def why_unavailable() -> str | None:
   return _load()
 
 
-def _call(target: str, like, *operands, padding: int):
+def _call(target: str, like, *operands, padding: int, dilation: int):
   if (reason := _load()) is not None:
     raise Unavailable(f"oneDNN convolutions are unavailable: {reason}")
   # vmap (seeds trained together) runs one call per seed: every seed has its own kernel.
   return jax.ffi.ffi_call(TARGETS[target], jax.ShapeDtypeStruct(like.shape, like.dtype),
-                          vmap_method="sequential")(*operands, pad=np.int64(padding))
+                          vmap_method="sequential")(*operands, pad=np.int64(padding),
+                                                    dilation=np.int64(dilation))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def conv(x_BHWC, kernel_HWIO, padding: int):
-  """Same as layers.jax_conv (stride 1, `padding` on every side), float32, CPU backend only."""
+def conv(x_BHWC, kernel_HWIO, padding: int, dilation: int = 1):
+  """Same as layers.jax_conv (stride 1, `padding` on every side, kernel `dilation`), float32, CPU backend."""
+  return _conv(x_BHWC, kernel_HWIO, padding, dilation)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv(x_BHWC, kernel_HWIO, padding: int, dilation: int):
   b, h, w, _ = x_BHWC.shape
-  k, f = kernel_HWIO.shape[0], kernel_HWIO.shape[3]
-  y = jax.ShapeDtypeStruct((b, h + 2 * padding - k + 1, w + 2 * padding - k + 1, f), x_BHWC.dtype)
-  return _call("forward", y, x_BHWC, kernel_HWIO, padding=padding)
+  span = dilation * (kernel_HWIO.shape[0] - 1)
+  y = jax.ShapeDtypeStruct((b, h + 2 * padding - span, w + 2 * padding - span, kernel_HWIO.shape[3]), x_BHWC.dtype)
+  return _call("forward", y, x_BHWC, kernel_HWIO, padding=padding, dilation=dilation)
 
 
-def _conv_fwd(x_BHWC, kernel_HWIO, padding):
-  return conv(x_BHWC, kernel_HWIO, padding), (x_BHWC, kernel_HWIO)
+def _conv_fwd(x_BHWC, kernel_HWIO, padding, dilation):
+  return _conv(x_BHWC, kernel_HWIO, padding, dilation), (x_BHWC, kernel_HWIO)
 
 
-def _conv_bwd(padding, residuals, dy):
+def _conv_bwd(padding, dilation, residuals, dy):
   x, kernel = residuals
-  return (_call("input_gradient", x, dy, kernel, padding=padding),
-          _call("kernel_gradient", kernel, x, dy, padding=padding))
+  return (_call("input_gradient", x, dy, kernel, padding=padding, dilation=dilation),
+          _call("kernel_gradient", kernel, x, dy, padding=padding, dilation=dilation))
 
 
-conv.defvjp(_conv_fwd, _conv_bwd)
+_conv.defvjp(_conv_fwd, _conv_bwd)

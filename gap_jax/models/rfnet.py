@@ -8,6 +8,8 @@ depth, parameter count or map size, which is what the receptive-field experiment
 
 import flax.linen as nn
 
+from gap_jax.errors import UserError
+from gap_jax.models.layers import Conv
 from gap_jax.models.output import PooledClassifier
 
 
@@ -22,12 +24,18 @@ class RFNet(PooledClassifier):
   kernel: int = 3
   dilation: int = 1
 
+  def __post_init__(self):
+    super().__post_init__()
+    if self.kernel % 2 == 0:
+      raise UserError(f"rfnet kernel={self.kernel}: use an odd kernel, so that 'same' padding is symmetric")
+
   @nn.compact
   def __call__(self, x_BHWC, train: bool = False):
     init = self.kernel_init_fn
     x = x_BHWC
+    pad = self.dilation * (self.kernel - 1) // 2  # 'same'
     for _ in range(self.depth):
-      x = nn.relu(nn.Conv(self.width, (self.kernel, self.kernel), padding="SAME",
-                          kernel_dilation=self.dilation, kernel_init=init, dtype=self.dtype)(x))
+      x = nn.relu(Conv(self.width, self.kernel, padding=pad, dilation=self.dilation, kernel_init=init,
+                       dtype=self.dtype)(x))
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return self.pooled_output(x, train)
