@@ -104,13 +104,16 @@ std::mutex& CallMutex() {
   return mu;
 }
 
-// oneDNN reports failures as exceptions; XLA wants an error status (an exception would abort the process).
+// Runs body(primitives, stream) for a checked shape, one call at a time, and waits for it. oneDNN reports
+// failures as exceptions; XLA wants an error status (an exception would abort the process).
 template <typename F>
-ffi::Error Guarded(const ffi::ErrorOr<Shape>& shape, F&& body) {
+ffi::Error Run(const ffi::ErrorOr<Shape>& shape, F&& body) {
   if (shape.has_error()) return shape.error();
   std::lock_guard<std::mutex> lock(CallMutex());
   try {
-    body(ConvFor(shape.value()));
+    dnnl::stream s(Engine());
+    body(ConvFor(shape.value()), s);
+    s.wait();
     return ffi::Error::Success();
   } catch (const dnnl::error& e) {
     return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN convolution: ") + e.what());
@@ -118,30 +121,25 @@ ffi::Error Guarded(const ffi::ErrorOr<Shape>& shape, F&& body) {
 }
 
 ffi::Error Forward(Tensor x, Tensor kernel, Result y, int64_t pad, int64_t dilation) {
-  return Guarded(Checked(x.dimensions(), kernel.dimensions(), y->dimensions(), pad, dilation), [&](const Conv& cv) {
-    dnnl::stream s(Engine());
+  return Run(Checked(x.dimensions(), kernel.dimensions(), y->dimensions(), pad, dilation), [&](const Conv& cv, dnnl::stream& s) {
     memory w = KernelAs(s, cv.w_hwio, cv.fwd_pd.weights_desc(), kernel.typed_data());
     cv.fwd.execute(s, {{DNNL_ARG_SRC, memory(cv.x, Engine(), x.typed_data())},
                        {DNNL_ARG_WEIGHTS, w},
                        {DNNL_ARG_DST, memory(cv.y, Engine(), y->typed_data())}});
-    s.wait();
   });
 }
 
 ffi::Error InputGradient(Tensor dy, Tensor kernel, Result dx, int64_t pad, int64_t dilation) {
-  return Guarded(Checked(dx->dimensions(), kernel.dimensions(), dy.dimensions(), pad, dilation), [&](const Conv& cv) {
-    dnnl::stream s(Engine());
+  return Run(Checked(dx->dimensions(), kernel.dimensions(), dy.dimensions(), pad, dilation), [&](const Conv& cv, dnnl::stream& s) {
     memory w = KernelAs(s, cv.w_hwio, cv.bwd_data_pd.weights_desc(), kernel.typed_data());
     cv.bwd_data.execute(s, {{DNNL_ARG_DIFF_DST, memory(cv.y, Engine(), dy.typed_data())},
                             {DNNL_ARG_WEIGHTS, w},
                             {DNNL_ARG_DIFF_SRC, memory(cv.x, Engine(), dx->typed_data())}});
-    s.wait();
   });
 }
 
 ffi::Error KernelGradient(Tensor x, Tensor dy, Result dkernel, int64_t pad, int64_t dilation) {
-  return Guarded(Checked(x.dimensions(), dkernel->dimensions(), dy.dimensions(), pad, dilation), [&](const Conv& cv) {
-    dnnl::stream s(Engine());
+  return Run(Checked(x.dimensions(), dkernel->dimensions(), dy.dimensions(), pad, dilation), [&](const Conv& cv, dnnl::stream& s) {
     memory user(cv.w_hwio, Engine(), dkernel->typed_data());
     const memory::desc want = cv.bwd_weights_pd.diff_weights_desc();
     memory dw = want == cv.w_hwio ? user : memory(want, Engine());
@@ -149,7 +147,6 @@ ffi::Error KernelGradient(Tensor x, Tensor dy, Result dkernel, int64_t pad, int6
                                {DNNL_ARG_DIFF_DST, memory(cv.y, Engine(), dy.typed_data())},
                                {DNNL_ARG_DIFF_WEIGHTS, dw}});
     if (!(want == cv.w_hwio)) dnnl::reorder(dw, user).execute(s, dw, user);
-    s.wait();
   });
 }
 
