@@ -48,6 +48,25 @@ def test_max_pool_ceil_other_windows(window, stride, size):
   np.testing.assert_array_equal(max_pool_ceil(x, window, stride), expected)
 
 
+@pytest.mark.parametrize("size", [28, 7])
+def test_bfloat16_max_pool_is_the_float32_pool_of_the_same_values(size):
+  """On CPU bfloat16 pools in float32 (faster there): a maximum is exact, so the values are identical, and
+  the gradient is the float32 one rounded once."""
+  # distinct values, exact in bfloat16 ((1 + m/128) 2^e): no ties, whose gradients reduce_window splits otherwise
+  i = np.random.default_rng(0).permutation(2 * size * size * 3)
+  values = (1 + (i % 128) / 128) * 2.0 ** (i // 128 - 20)
+  x = jnp.asarray(values.reshape(2, size, size, 3), jnp.bfloat16)
+  assert len(np.unique(np.float32(x))) == x.size
+  ours = max_pool_ceil(x)
+  assert ours.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(np.float32(ours), nn.max_pool(x.astype(jnp.float32), (3, 3), (2, 2), padding="SAME"))
+  weights = jnp.arange(ours.size, dtype=jnp.float32).reshape(ours.shape) / ours.size
+  g = jax.grad(lambda x: (max_pool_ceil(x) * weights.astype(jnp.bfloat16)).astype(jnp.float32).sum())(x)
+  g_ref = jax.grad(lambda x: (nn.max_pool(x, (3, 3), (2, 2), padding="SAME") * weights).sum())(x.astype(jnp.float32))
+  assert g.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.float32(g), g_ref, rtol=2.0 ** -7, atol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_add_bias_gradient_is_the_sum(dtype):
   """Same value as y + b; the bias gradient is the sum of g over every location, accumulated in

@@ -18,6 +18,13 @@ LINUX_X86 = platform.system() == "Linux" and platform.machine() == "x86_64"
 needs_onednn = pytest.mark.skipif(not LINUX_X86, reason="oneDNN's PyPI build is for Linux x86_64")
 
 
+def _has_bf16_isa():
+  return LINUX_X86 and onednn_conv.available() and onednn_conv.bf16_isa() != ""
+
+
+needs_bf16_isa = pytest.mark.skipif(not _has_bf16_isa(), reason="this CPU has neither AMX nor AVX512-BF16")
+
+
 @needs_onednn
 def test_onednn_is_usable_here():
   """launch.sh and CI install the `cpu` extra: the binding must build and load, not silently fall back."""
@@ -42,6 +49,28 @@ def test_forward_and_gradients_match_lax_conv(b, h, w, c, f, k, pad, dilation):
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5 * float(jnp.abs(ref).max()))
 
 
+@needs_bf16_isa
+@pytest.mark.parametrize("b,h,w,c,f,k,pad,dilation", [
+    (3, 9, 7, 5, 6, 5, 2, 1), (2, 8, 8, 32, 48, 3, 1, 1), (2, 7, 7, 1, 16, 5, 2, 1), (2, 6, 6, 16, 32, 1, 0, 1),
+    (2, 9, 8, 3, 4, 3, 2, 2)])
+def test_bfloat16_forward_and_gradients_match_a_float32_convolution_of_the_same_values(
+    b, h, w, c, f, k, pad, dilation):
+  """bfloat16 operands, float32 accumulation, one rounding of the result: within bfloat16's precision of
+  the exact (float32) convolution of the same bfloat16 values, and of the dtype the caller gave."""
+  kx, kk, kg = jax.random.split(jax.random.key(b * 100 + h * 10 + c), 3)
+  bf16 = lambda a: a.astype(jnp.bfloat16)
+  x, kernel = bf16(jax.random.normal(kx, (b, h, w, c))), bf16(jax.random.normal(kk, (k, k, c, f)))
+  y, vjp = jax.vjp(lambda x, kernel: onednn_conv.conv(x, kernel, pad, dilation), x, kernel)
+  f32 = lambda a: a.astype(jnp.float32)
+  y_ref, vjp_ref = jax.vjp(lambda x, kernel: layers.jax_conv(x, kernel, pad, dilation),
+                           f32(x), f32(kernel))
+  g = bf16(jax.random.normal(kg, y.shape))
+  for ours, ref in zip([y, *vjp(g)], [y_ref, *vjp_ref(f32(g))]):
+    assert ours.dtype == jnp.bfloat16 and ours.shape == ref.shape
+    # A sum of many products rounded once: 2^-8 of the largest magnitude, not of each element.
+    np.testing.assert_allclose(f32(ours), ref, rtol=2.0 ** -7, atol=2.0 ** -7 * float(jnp.abs(ref).max()))
+
+
 @needs_onednn
 def test_vmap_over_seeds_gives_each_its_own_kernel():
   xs = jax.random.normal(jax.random.key(0), (3, 2, 6, 6, 4))
@@ -61,6 +90,14 @@ def test_mismatched_shapes_are_an_error_not_a_crash():
     onednn_conv._call("forward", wrong, x, kernel, padding=0, dilation=1).block_until_ready()
 
 
+@needs_bf16_isa
+def test_mixed_dtypes_are_an_error_not_a_crash():
+  x, kernel = jnp.ones((1, 5, 5, 2), jnp.bfloat16), jnp.ones((3, 3, 2, 4))
+  y = jax.ShapeDtypeStruct((1, 5, 5, 4), jnp.bfloat16)
+  with pytest.raises(Exception, match="x, the kernel and y must share one data type"):
+    onednn_conv._call("forward", y, x, kernel, padding=1, dilation=1).block_until_ready()
+
+
 def _lowered(x, kernel):
   # A new function each time: the choice is made when tracing, and jit would reuse an earlier trace.
   return jax.jit(lambda x, kernel: layers.conv(x, kernel, 1)).lower(x, kernel).as_text()
@@ -70,15 +107,27 @@ def _lowered(x, kernel):
 def test_layers_use_onednn_on_cpu_unless_told_otherwise(monkeypatch):
   x, kernel = jnp.ones((2, 6, 6, 4)), jnp.ones((3, 3, 4, 5))
   assert onednn_conv.TARGETS["forward"] in _lowered(x, kernel)
-  # bfloat16 (compute_dtype) stays with XLA: the binding is float32
+  # bfloat16 (compute_dtype) on oneDNN where the CPU has bfloat16 instructions; float16 always with XLA
   bf16 = _lowered(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16))
-  assert "GapJax" not in bf16 and "convolution" in bf16
+  assert ("GapJax" in bf16) == _has_bf16_isa()
+  f16 = _lowered(x.astype(jnp.float16), kernel.astype(jnp.float16))
+  assert "GapJax" not in f16 and "convolution" in f16
   monkeypatch.setenv("GAP_JAX_CPU_CONV", "xla")
   plain = _lowered(x, kernel)
   assert "GapJax" not in plain and "convolution" in plain
   monkeypatch.setenv("GAP_JAX_CPU_CONV", "eigen")
   with pytest.raises(ValueError, match="GAP_JAX_CPU_CONV='eigen': set it to 'onednn'"):
     _lowered(x, kernel)
+
+
+@needs_onednn
+def test_bfloat16_without_bf16_instructions_keeps_xla_and_says_so(monkeypatch, capsys):
+  monkeypatch.setattr(onednn_conv, "bf16_isa", lambda: "")
+  x, kernel = jnp.ones((2, 6, 6, 4), jnp.bfloat16), jnp.ones((3, 3, 4, 5), jnp.bfloat16)
+  assert "GapJax" not in _lowered(x, kernel)
+  assert ("warning: bfloat16 CPU convolutions run on XLA, not oneDNN (slower): this CPU has neither AMX nor "
+          "AVX512-BF16") in capsys.readouterr().err
+  assert onednn_conv.TARGETS["forward"] in _lowered(x.astype(jnp.float32), kernel.astype(jnp.float32))
 
 
 def test_xla_formulations_match_lax_conv(monkeypatch):

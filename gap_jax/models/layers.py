@@ -8,8 +8,8 @@ only the formulation differs. Measured on 2 CPU cores (benchmarks/README.md):
   `reduce_window` or the 9-slice form;
 - the bias gradient as a matrix-vector product (`add_bias`) instead of XLA:CPU's reduce-window tree;
 - on the CPU backend, every convolution by oneDNN (`onednn_conv`: NiN's 5x5 and 3x3 layers forward +
-  backward 1.3-1.75x faster than XLA:CPU's formulations above, the 1x1 layers 0.8-1.9x) when it is usable;
-  GAP_JAX_CPU_CONV=xla (read when tracing) keeps XLA's.
+  backward 1.3-1.75x faster than XLA:CPU's formulations above in float32, the 1x1 layers 0.8-1.9x; in
+  bfloat16 on AMX far faster again) when it is usable; GAP_JAX_CPU_CONV=xla (read when tracing) keeps XLA's.
 """
 
 import functools
@@ -38,10 +38,11 @@ def _add_bias_fwd(y, bias):
 
 
 def _add_bias_bwd(_, g):
-  g_2d = g.reshape(-1, g.shape[-1])
+  # In float32 also for bfloat16 g: XLA:CPU's bfloat16 matrix-vector product is slower than the conversion.
+  g_2d = g.reshape(-1, g.shape[-1]).astype(jnp.float32)
   # The barrier keeps XLA from folding ones @ g back into the same reduction.
-  ones = lax.optimization_barrier(jnp.ones((g_2d.shape[0],), g.dtype))
-  return g, jnp.dot(ones, g_2d, preferred_element_type=jnp.float32).astype(g.dtype)
+  ones = lax.optimization_barrier(jnp.ones((g_2d.shape[0],), jnp.float32))
+  return g, jnp.dot(ones, g_2d).astype(g.dtype)
 
 
 add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
@@ -84,8 +85,8 @@ def use_onednn(dtype) -> bool:
     raise ValueError(f"GAP_JAX_CPU_CONV={choice!r}: set it to 'onednn' (the default) or 'xla'")
   # The custom call has no sharding rule: under a batch sharded over several CPU devices (tests' fake
   # meshes, multi-process CPU runs) XLA would gather the whole batch onto each, so those keep XLA's.
-  return (choice == "onednn" and dtype == jnp.float32 and jax.default_backend() == "cpu"
-          and jax.device_count() == 1 and onednn_conv.available())
+  return (choice == "onednn" and jax.default_backend() == "cpu" and jax.device_count() == 1
+          and onednn_conv.available(dtype))
 
 
 def xla_conv(x_BHWC, kernel_HWIO, padding: int, dilation: int = 1):
@@ -124,6 +125,16 @@ def max_pool_ceil(x_BHWC, window: int = 3, stride: int = 2):
   row maxima, so the values are identical; the backward pass routes each gradient through 2w slices
   instead of w*w, ~2.7x faster than the w*w-slice form (and ~3x faster than `reduce_window`).
   """
+  pool = functools.partial(_max_pool, window=window, stride=stride)
+  if x_BHWC.dtype != jnp.bfloat16:
+    return pool(x_BHWC)
+  # XLA:CPU runs the bfloat16 max/select chain (forward + backward) 4-8x slower than the float32 one, and a
+  # maximum is exact in either: on the CPU backend bfloat16 pools in float32, the same values.
+  in_float32 = lambda x: pool(x.astype(jnp.float32)).astype(x.dtype)
+  return lax.platform_dependent(x_BHWC, cpu=in_float32, default=pool)
+
+
+def _max_pool(x_BHWC, window: int, stride: int):
   return _max_pool_axis(_max_pool_axis(x_BHWC, 2, window, stride), 1, window, stride)
 
 

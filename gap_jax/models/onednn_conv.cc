@@ -1,7 +1,8 @@
 // oneDNN convolutions as XLA FFI handlers, for the CPU backend (gap_jax/models/onednn_conv.py builds and
 // loads this file). NHWC activations, HWIO kernels, stride 1, the same padding on every side, a kernel
-// dilation, float32: what gap_jax.models.layers.Conv computes. oneDNN's JIT kernels run NiN's 5x5 convolutions forward +
-// backward ~1.3x faster than XLA:CPU's Eigen convolution (benchmarks/README.md).
+// dilation, float32 or bfloat16 (all three buffers of a call alike): what gap_jax.models.layers.Conv computes.
+// oneDNN's JIT kernels run NiN's 5x5 convolutions forward + backward ~1.3x faster than XLA:CPU's Eigen
+// convolution in float32, and in bfloat16 on AMX tiles several times faster again (benchmarks/README.md).
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -34,8 +35,8 @@ struct Conv {
   dnnl::convolution_backward_weights bwd_weights;
 };
 
-// Keyed by (batch, height, width, in channels, out channels, kernel size, padding, dilation).
-using Shape = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
+// Keyed by (batch, height, width, in channels, out channels, kernel size, padding, dilation, data type).
+using Shape = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, memory::data_type>;
 
 const Conv& ConvFor(const Shape& s) {
   static std::mutex mu;
@@ -43,15 +44,14 @@ const Conv& ConvFor(const Shape& s) {
   std::lock_guard<std::mutex> lock(mu);
   std::unique_ptr<Conv>& conv = cache[s];
   if (conv) return *conv;
-  auto [b, h, w, c, f, k, p, d] = s;
+  auto [b, h, w, c, f, k, p, d, dt] = s;
   const int64_t ho = h + 2 * p - d * (k - 1), wo = w + 2 * p - d * (k - 1);
   using tag = memory::format_tag;
-  const auto f32 = memory::data_type::f32;
   auto cv = std::make_unique<Conv>();
-  cv->x = memory::desc({b, c, h, w}, f32, tag::nhwc);
-  cv->y = memory::desc({b, f, ho, wo}, f32, tag::nhwc);
-  cv->w_hwio = memory::desc({f, c, k, k}, f32, tag::hwio);
-  const memory::desc w_any({f, c, k, k}, f32, tag::any);
+  cv->x = memory::desc({b, c, h, w}, dt, tag::nhwc);
+  cv->y = memory::desc({b, f, ho, wo}, dt, tag::nhwc);
+  cv->w_hwio = memory::desc({f, c, k, k}, dt, tag::hwio);
+  const memory::desc w_any({f, c, k, k}, dt, tag::any);
   const memory::dims strides{1, 1}, pad{p, p}, dilates{d - 1, d - 1};  // oneDNN counts the gaps
   const auto direct = dnnl::algorithm::convolution_direct;
   auto& e = Engine();
@@ -69,7 +69,7 @@ const Conv& ConvFor(const Shape& s) {
 }
 
 // The kernel in the layout a primitive wants: the caller's HWIO buffer itself, or a reordered copy.
-memory KernelAs(dnnl::stream& s, const memory::desc& hwio, const memory::desc& want, float* data) {
+memory KernelAs(dnnl::stream& s, const memory::desc& hwio, const memory::desc& want, void* data) {
   memory user(hwio, Engine(), data);
   if (want == hwio) return user;
   memory reordered(want, Engine());
@@ -77,23 +77,40 @@ memory KernelAs(dnnl::stream& s, const memory::desc& hwio, const memory::desc& w
   return reordered;
 }
 
-using Tensor = ffi::BufferR4<ffi::F32>;
-using Result = ffi::ResultBufferR4<ffi::F32>;
+using Buffer = ffi::AnyBuffer;
+using Result = ffi::Result<ffi::AnyBuffer>;
+
+ffi::Error Invalid(const char* what) {
+  return ffi::Error::InvalidArgument(std::string("oneDNN convolution: ") + what);
+}
 
 // The shape of a convolution of x (B, H, W, C) with a (k, k, C, F) kernel, after checking that y is its
-// output (B, H + 2p - d(k - 1), W + 2p - d(k - 1), F): the buffers' sizes are trusted from here on.
-ffi::ErrorOr<Shape> Checked(ffi::Span<const int64_t> x, ffi::Span<const int64_t> kernel,
-                            ffi::Span<const int64_t> y, int64_t pad, int64_t dilation) {
+// output (B, H + 2p - d(k - 1), W + 2p - d(k - 1), F) and that all three share one supported data type:
+// the buffers' sizes are trusted from here on.
+ffi::ErrorOr<Shape> Checked(const Buffer& x_buf, const Buffer& kernel_buf, const Buffer& y_buf, int64_t pad,
+                            int64_t dilation) {
+  const ffi::DataType type = x_buf.element_type();
+  if (kernel_buf.element_type() != type || y_buf.element_type() != type) {
+    return ffi::Unexpected(Invalid("x, the kernel and y must share one data type"));
+  }
+  if (type != ffi::DataType::F32 && type != ffi::DataType::BF16) {
+    return ffi::Unexpected(Invalid("only float32 and bfloat16 are supported"));
+  }
+  auto x = x_buf.dimensions(), kernel = kernel_buf.dimensions(), y = y_buf.dimensions();
+  if (x.size() != 4 || kernel.size() != 4 || y.size() != 4) {
+    return ffi::Unexpected(Invalid("x, the kernel and y must be 4-D (NHWC, HWIO, NHWC)"));
+  }
   const int64_t k = kernel[0], span = dilation * (k - 1);
   const bool ok = kernel[1] == k && kernel[2] == x[3] && pad >= 0 && dilation >= 1 && y[0] == x[0] &&
                   y[1] == x[1] + 2 * pad - span && y[2] == x[2] + 2 * pad - span && y[3] == kernel[3] &&
                   y[1] > 0 && y[2] > 0;
   if (!ok) {
-    return ffi::Unexpected(ffi::Error::InvalidArgument(
-        "oneDNN convolution: expected x (B, H, W, C), a square kernel (k, k, C, F) and y (B, H + 2p - d(k - 1), "
+    return ffi::Unexpected(Invalid(
+        "expected x (B, H, W, C), a square kernel (k, k, C, F) and y (B, H + 2p - d(k - 1), "
         "W + 2p - d(k - 1), F) for padding p >= 0 and dilation d >= 1; the shapes do not fit together"));
   }
-  return Shape{x[0], x[1], x[2], x[3], kernel[3], k, pad, dilation};
+  const auto dt = type == ffi::DataType::F32 ? memory::data_type::f32 : memory::data_type::bf16;
+  return Shape{x[0], x[1], x[2], x[3], kernel[3], k, pad, dilation, dt};
 }
 
 // One oneDNN call at a time. XLA runs independent thunks (a layer's input and kernel gradients) on two
@@ -120,31 +137,35 @@ ffi::Error Run(const ffi::ErrorOr<Shape>& shape, F&& body) {
   }
 }
 
-ffi::Error Forward(Tensor x, Tensor kernel, Result y, int64_t pad, int64_t dilation) {
-  return Run(Checked(x.dimensions(), kernel.dimensions(), y->dimensions(), pad, dilation), [&](const Conv& cv, dnnl::stream& s) {
-    memory w = KernelAs(s, cv.w_hwio, cv.fwd_pd.weights_desc(), kernel.typed_data());
-    cv.fwd.execute(s, {{DNNL_ARG_SRC, memory(cv.x, Engine(), x.typed_data())},
+// The data of a buffer, for oneDNN (which takes non-const pointers for its inputs too).
+void* Data(const Buffer& b) { return b.untyped_data(); }
+void* Data(Result& r) { return r->untyped_data(); }
+
+ffi::Error Forward(Buffer x, Buffer kernel, Result y, int64_t pad, int64_t dilation) {
+  return Run(Checked(x, kernel, *y, pad, dilation), [&](const Conv& cv, dnnl::stream& s) {
+    memory w = KernelAs(s, cv.w_hwio, cv.fwd_pd.weights_desc(), Data(kernel));
+    cv.fwd.execute(s, {{DNNL_ARG_SRC, memory(cv.x, Engine(), Data(x))},
                        {DNNL_ARG_WEIGHTS, w},
-                       {DNNL_ARG_DST, memory(cv.y, Engine(), y->typed_data())}});
+                       {DNNL_ARG_DST, memory(cv.y, Engine(), Data(y))}});
   });
 }
 
-ffi::Error InputGradient(Tensor dy, Tensor kernel, Result dx, int64_t pad, int64_t dilation) {
-  return Run(Checked(dx->dimensions(), kernel.dimensions(), dy.dimensions(), pad, dilation), [&](const Conv& cv, dnnl::stream& s) {
-    memory w = KernelAs(s, cv.w_hwio, cv.bwd_data_pd.weights_desc(), kernel.typed_data());
-    cv.bwd_data.execute(s, {{DNNL_ARG_DIFF_DST, memory(cv.y, Engine(), dy.typed_data())},
+ffi::Error InputGradient(Buffer dy, Buffer kernel, Result dx, int64_t pad, int64_t dilation) {
+  return Run(Checked(*dx, kernel, dy, pad, dilation), [&](const Conv& cv, dnnl::stream& s) {
+    memory w = KernelAs(s, cv.w_hwio, cv.bwd_data_pd.weights_desc(), Data(kernel));
+    cv.bwd_data.execute(s, {{DNNL_ARG_DIFF_DST, memory(cv.y, Engine(), Data(dy))},
                             {DNNL_ARG_WEIGHTS, w},
-                            {DNNL_ARG_DIFF_SRC, memory(cv.x, Engine(), dx->typed_data())}});
+                            {DNNL_ARG_DIFF_SRC, memory(cv.x, Engine(), Data(dx))}});
   });
 }
 
-ffi::Error KernelGradient(Tensor x, Tensor dy, Result dkernel, int64_t pad, int64_t dilation) {
-  return Run(Checked(x.dimensions(), dkernel->dimensions(), dy.dimensions(), pad, dilation), [&](const Conv& cv, dnnl::stream& s) {
-    memory user(cv.w_hwio, Engine(), dkernel->typed_data());
+ffi::Error KernelGradient(Buffer x, Buffer dy, Result dkernel, int64_t pad, int64_t dilation) {
+  return Run(Checked(x, *dkernel, dy, pad, dilation), [&](const Conv& cv, dnnl::stream& s) {
+    memory user(cv.w_hwio, Engine(), Data(dkernel));
     const memory::desc want = cv.bwd_weights_pd.diff_weights_desc();
     memory dw = want == cv.w_hwio ? user : memory(want, Engine());
-    cv.bwd_weights.execute(s, {{DNNL_ARG_SRC, memory(cv.x, Engine(), x.typed_data())},
-                               {DNNL_ARG_DIFF_DST, memory(cv.y, Engine(), dy.typed_data())},
+    cv.bwd_weights.execute(s, {{DNNL_ARG_SRC, memory(cv.x, Engine(), Data(x))},
+                               {DNNL_ARG_DIFF_DST, memory(cv.y, Engine(), Data(dy))},
                                {DNNL_ARG_DIFF_WEIGHTS, dw}});
     if (!(want == cv.w_hwio)) dnnl::reorder(dw, user).execute(s, dw, user);
   });
@@ -152,12 +173,25 @@ ffi::Error KernelGradient(Tensor x, Tensor dy, Result dkernel, int64_t pad, int6
 
 }  // namespace
 
+// oneDNN's best bfloat16 instruction set on this CPU: "AMX" (tile matrix multiply), "AVX512-BF16" (dot
+// products), or "" (none: its bfloat16 convolutions would be emulated in float32, no faster than XLA's).
+extern "C" const char* GapJaxBf16Isa() {
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto has = [isa](dnnl::cpu_isa want) {
+    const auto bits = static_cast<unsigned>(want);
+    return (isa & bits) == bits;
+  };
+  if (has(dnnl::cpu_isa::avx512_core_amx)) return "AMX";
+  if (has(dnnl::cpu_isa::avx512_core_bf16)) return "AVX512-BF16";
+  return "";
+}
+
 #define GAP_JAX_CONV_HANDLER(name, impl)                                                    \
   XLA_FFI_DEFINE_HANDLER_SYMBOL(name, impl,                                                 \
                                 ffi::Ffi::Bind()                                            \
-                                    .Arg<Tensor>()                                          \
-                                    .Arg<Tensor>()                                          \
-                                    .Ret<Tensor>()                                          \
+                                    .Arg<Buffer>()                                          \
+                                    .Arg<Buffer>()                                          \
+                                    .Ret<Buffer>()                                          \
                                     .Attr<int64_t>("pad")                                   \
                                     .Attr<int64_t>("dilation"))
 

@@ -1,12 +1,14 @@
 """Convolutions by oneDNN on the CPU backend: forward and both gradients as XLA FFI custom calls.
 
 XLA:CPU (jaxlib 0.10) runs convolutions on Eigen, or on YNNPACK, and has no switch to oneDNN; oneDNN's JIT
-kernels, which PyTorch uses, run NiN's 5x5 and 3x3 convolutions forward + backward 1.3-1.75x faster on this
-machine's AVX-512 cores, and the whole NiN training step ~1.2x faster (benchmarks/README.md).
-`onednn_conv.cc` wraps them as FFI handlers. It is compiled with the system's C++ compiler on first use,
+kernels, which PyTorch uses, run NiN's 5x5 and 3x3 convolutions forward + backward 1.3-1.75x faster on
+AVX-512 cores in float32, and the whole NiN training step ~1.2x faster; in bfloat16 (`compute_dtype`) on a
+CPU with AMX tiles the convolutions run several times faster again (benchmarks/README.md).
+`onednn_conv.cc` wraps them as FFI handlers, float32 and bfloat16 alike. It is compiled with the system's C++ compiler on first use,
 against oneDNN from PyPI (the `cpu` extra), and cached under ~/.cache/gap_jax/native (GAP_JAX_NATIVE_CACHE
 moves it). Where that cannot happen (no oneDNN, no compiler, not Linux x86_64) `available()` is False,
-`why_unavailable()` says why, and layers.Conv keeps XLA's convolution.
+`why_unavailable()` says why, and layers.Conv keeps XLA's convolution; bfloat16 also needs the CPU's native
+bfloat16 instructions (`bf16_isa()`), without which oneDNN would emulate them.
 """
 
 import ctypes
@@ -22,12 +24,14 @@ import tempfile
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 SOURCE = Path(__file__).with_suffix(".cc")
 TARGETS = {"forward": "GapJaxConvForward", "input_gradient": "GapJaxConvInputGradient",
            "kernel_gradient": "GapJaxConvKernelGradient"}
 DEFAULT_CACHE = Path.home() / ".cache" / "gap_jax" / "native"
+DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 
 
 class Unavailable(RuntimeError):
@@ -78,28 +82,54 @@ def _build() -> Path:
 
 
 @functools.cache
-def _load() -> str | None:
-  """Registers the FFI targets; returns why not, or None when they are ready."""
+def _load() -> tuple[ctypes.CDLL | None, str | None]:
+  """Registers the FFI targets once: (the library, None) when they are ready, else (None, why not)."""
   try:
     lib = ctypes.CDLL(str(_build()))
   except (Unavailable, OSError) as e:
     print(f"warning: CPU convolutions run on XLA, not oneDNN (slower): {e}", file=sys.stderr)
-    return str(e)
+    return None, str(e)
   for symbol in TARGETS.values():
     jax.ffi.register_ffi_target(symbol, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+  lib.GapJaxBf16Isa.restype = ctypes.c_char_p
+  return lib, None
+
+
+def bf16_isa() -> str:
+  """oneDNN's bfloat16 instruction set on this CPU: 'AMX', 'AVX512-BF16', or '' (none, or no oneDNN)."""
+  lib, _ = _load()
+  return lib.GapJaxBf16Isa().decode() if lib is not None else ""
+
+
+def why_unavailable(dtype=jnp.float32) -> str | None:
+  """Why convolutions of `dtype` cannot run on oneDNN here, or None when they can."""
+  _, reason = _load()
+  if reason is not None:
+    return reason
+  dtype = jnp.dtype(dtype)
+  if dtype not in DTYPES:
+    return f"the oneDNN binding is for {' and '.join(d.name for d in DTYPES)}, not {dtype.name}"
+  if dtype == jnp.bfloat16 and not bf16_isa():
+    return "this CPU has neither AMX nor AVX512-BF16, so oneDNN would emulate bfloat16 (no faster than XLA)"
   return None
 
 
-def available() -> bool:
-  return _load() is None
+def available(dtype=jnp.float32) -> bool:
+  """Whether convolutions of `dtype` run on oneDNN here; says why not on stderr, once per reason, when the
+  library itself loaded (its own failure was already said)."""
+  reason = why_unavailable(dtype)
+  if reason is not None and _load()[1] is None:
+    _warn_once(f"{jnp.dtype(dtype).name} CPU convolutions run on XLA, not oneDNN (slower): {reason}")
+  return reason is None
 
 
-def why_unavailable() -> str | None:
-  return _load()
+@functools.cache
+def _warn_once(message: str) -> None:
+  print(f"warning: {message}", file=sys.stderr)
 
 
 def _call(target: str, like, *operands, padding: int, dilation: int):
-  if (reason := _load()) is not None:
+  if (reason := why_unavailable(like.dtype)) is not None:
     raise Unavailable(f"oneDNN convolutions are unavailable: {reason}")
   # vmap (seeds trained together) runs one call per seed: every seed has its own kernel.
   return jax.ffi.ffi_call(TARGETS[target], jax.ShapeDtypeStruct(like.shape, like.dtype),
@@ -108,7 +138,8 @@ def _call(target: str, like, *operands, padding: int, dilation: int):
 
 
 def conv(x_BHWC, kernel_HWIO, padding: int, dilation: int = 1):
-  """Same as layers.jax_conv (stride 1, `padding` on every side, kernel `dilation`), float32, CPU backend."""
+  """Same as layers.jax_conv (stride 1, `padding` on every side, kernel `dilation`), float32 or bfloat16
+  (x and the kernel alike, as Conv's promote_dtype makes them), CPU backend."""
   return _conv(x_BHWC, kernel_HWIO, padding, dilation)
 
 
