@@ -1,6 +1,6 @@
 """Every convolution of the NiNs alone: XLA's formulation, oneDNN's (what training runs on CPU), PyTorch's.
 
-Run: ./launch.sh bench-conv [--models nin_mnist,nin] [--rounds 10] [--batch 128]
+Run: ./launch.sh bench-conv [--models nin_mnist,nin] [--rounds 10] [--batch 128] [--dtype bfloat16]
 Prints a Markdown table: per layer, ms for the forward pass and for the forward pass with the gradients a
 training step needs (no input gradient for the first layer), and XLA's time over oneDNN's. Interleaved
 rounds, medians (benchmarks/README.md, "Noise").
@@ -40,10 +40,11 @@ def jax_runners(conv, x, kernel, dy, padding, first: bool):
 
 
 def torch_runners(x, kernel, dy, padding, first: bool):
-  nchw = lambda a: torch.from_numpy(np.array(a)).permute(0, 3, 1, 2).contiguous(
-      memory_format=torch.channels_last)
+  dtype = getattr(torch, x.dtype.name)
+  as_torch = lambda a: torch.from_numpy(np.array(a, np.float32)).to(dtype)  # a writable copy
+  nchw = lambda a: as_torch(a).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
   xt = nchw(x).requires_grad_(not first)
-  kt = torch.from_numpy(np.array(kernel)).permute(3, 2, 0, 1).contiguous().requires_grad_()
+  kt = as_torch(kernel).permute(3, 2, 0, 1).contiguous().requires_grad_()
   dyt = nchw(dy)
 
   def forward():
@@ -61,12 +62,13 @@ def main(argv=None):
   p.add_argument("--models", default="nin_mnist,nin")
   p.add_argument("--rounds", type=int, default=10)
   p.add_argument("--batch", type=int, default=128)
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
   args = p.parse_args(argv)
-  if not onednn_conv.available():
-    raise SystemExit(f"oneDNN convolutions are unavailable: {onednn_conv.why_unavailable()}")
+  if not onednn_conv.available(args.dtype):
+    raise SystemExit(f"oneDNN {args.dtype} convolutions are unavailable: {onednn_conv.why_unavailable(args.dtype)}")
   if torch is not None:
     torch.set_num_threads(os.cpu_count())
-  print(f"batch {args.batch}, fp32, median of {args.rounds} interleaved rounds; ms forward / forward + gradients")
+  print(f"batch {args.batch}, {args.dtype}, median of {args.rounds} interleaved rounds; ms forward / forward + gradients")
   print("| layer | XLA | oneDNN | PyTorch | XLA / oneDNN (with gradients) |\n|---|---|---|---|---|")
   for model in args.models.split(","):
     if model not in IMAGES:
@@ -75,9 +77,9 @@ def main(argv=None):
     blocks = MODELS[model].keywords["blocks"]
     for i, (h, w, k, c_in, c_out) in enumerate(timing.conv_layers(blocks, image_shape, classes)):
       keys = jax.random.split(jax.random.key(i), 3)
-      x = jax.random.normal(keys[0], (args.batch, h, w, c_in))
-      kernel = 0.05 * jax.random.normal(keys[1], (k, k, c_in, c_out))
-      dy = jax.random.normal(keys[2], (args.batch, h, w, c_out))
+      x = jax.random.normal(keys[0], (args.batch, h, w, c_in), args.dtype)
+      kernel = (0.05 * jax.random.normal(keys[1], (k, k, c_in, c_out))).astype(args.dtype)
+      dy = jax.random.normal(keys[2], (args.batch, h, w, c_out), args.dtype)
       runners = {"xla": jax_runners(layers.xla_conv, x, kernel, dy, k // 2, i == 0),
                  "onednn": jax_runners(onednn_conv.conv, x, kernel, dy, k // 2, i == 0)}
       if torch is not None:

@@ -5,6 +5,7 @@ Built from gap_jax's own block lists and head hyper-parameters, so the architect
 that has no PyTorch version here is skipped by the benchmark (`HEADS` lists those that have one).
 """
 
+import contextlib
 import math
 
 import numpy as np
@@ -202,9 +203,12 @@ def make_optimizer(model, lr, momentum, weight_decay, bias_lr_multiplier=1.0):
   return torch.optim.SGD(groups, lr=lr, momentum=momentum)
 
 
-def make_train_step(model, opt, images, labels, mean, std, batch, crop_padding, flip):
+def make_train_step(model, opt, images, labels, mean, std, batch, crop_padding, flip, compute_dtype=None):
   """step(i): gather batch i of a fixed order from the in-memory dataset, normalise, augment, then one
-  SGD step: what ours does inside its jitted step."""
+  SGD step: what ours does inside its jitted step. compute_dtype torch.bfloat16: the forward pass under
+  autocast (float32 parameters, bfloat16 convolutions and matmuls), as our compute_dtype does."""
+  precision = (torch.autocast("cpu", dtype=compute_dtype) if compute_dtype is not None
+               else contextlib.nullcontext())
   n = len(labels)
   order = torch.randperm(n)
   gen = torch.Generator().manual_seed(0)
@@ -223,7 +227,9 @@ def make_train_step(model, opt, images, labels, mean, std, batch, crop_padding, 
     if flip:
       flips = torch.rand(batch, generator=gen) < 0.5
       x = torch.where(flips.view(-1, 1, 1, 1), x.flip(3), x)
-    loss = F.cross_entropy(model(x.contiguous()), labels[idx])
+    with precision:
+      logits = model(x.contiguous())
+    loss = F.cross_entropy(logits.float(), labels[idx])
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()

@@ -26,7 +26,9 @@ PARTS = ("peak", "nin", "heads", "pipeline", "check")
 #   gap_jax/steps.py);
 # xla_conv: convolutions by XLA's Eigen too (what training used before oneDNN);
 # ynn_dots: dots by YNNPACK, convolutions by Eigen (training from the first XLA switch until the second);
-# ynn_conv: dots and convolutions by YNNPACK (XLA:CPU's default, what training used at first).
+# ynn_conv: dots and convolutions by YNNPACK (XLA:CPU's default, what training used at first);
+# bf16: compute_dtype bfloat16 as training runs it (on CPU: oneDNN's bfloat16 convolutions, on AMX tiles where
+#   the CPU has them); bf16_xla_conv: the same with XLA's bfloat16 convolutions.
 VARIANTS = {
     "train": ({}, "float32", "onednn"),
     "xla_conv": ({}, "float32", "xla"),
@@ -34,7 +36,10 @@ VARIANTS = {
     "ynn_conv": ({"xla_cpu_experimental_ynn_fusion_type":
                   "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"}, "float32", "xla"),
     "bf16": ({}, "bfloat16", "onednn"),
+    "bf16_xla_conv": ({}, "bfloat16", "xla"),
 }
+# PyTorch's contestant for each compute dtype: eager float32, or bfloat16 under autocast.
+TORCH_NAMES = {"float32": "pytorch", "bfloat16": "pytorch[bf16]"}
 
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -230,7 +235,7 @@ class Ours:
 
 
 class Theirs:
-  """The same architecture and step in PyTorch eager."""
+  """The same architecture and step in PyTorch eager, in ours' compute dtype (bfloat16: autocast)."""
 
   def __init__(self, ours: Ours, data):
     images, labels, mean, std, num_classes = data
@@ -240,8 +245,9 @@ class Theirs:
                                      dict(c.head_args), c.dropout, c.final_relu, c.init_std)
     opt = torch_reference.make_optimizer(self.model, c.learning_rate, c.momentum, c.weight_decay,
                                          c.bias_lr_multiplier)
+    dtype = torch.bfloat16 if c.compute_dtype == "bfloat16" else None
     self.step = torch_reference.make_train_step(self.model, opt, torch.from_numpy(images), torch.from_numpy(
-        labels).long(), mean, std, c.batch_size, c.crop_padding, c.flip)
+        labels).long(), mean, std, c.batch_size, c.crop_padding, c.flip, dtype)
     self.i = 0
     self.batch = c.batch_size
     for _ in range(2):
@@ -255,7 +261,7 @@ class Theirs:
     return timing.timed(self.one, steps, self.batch)
 
 
-def compare(model_name, head, args, peak):
+def compare(model_name, head, args, peaks):
   """One row per contestant: ours in each variant, then PyTorch."""
   data = synthetic_data(model_name, args.batch)
   ours = {v: Ours(model_name, head, args.batch, v, data) for v in args.variants}
@@ -263,7 +269,8 @@ def compare(model_name, head, args, peak):
   contestants = {f"ours[{v}]": o.runner(args.steps) for v, o in ours.items()}
   has_torch = torch is not None and not args.no_torch and head in torch_reference.HEADS
   if has_torch:
-    contestants["pytorch"] = Theirs(first, data).runner(args.steps)
+    for o in {o.config.compute_dtype: o for o in ours.values()}.values():  # one PyTorch per dtype
+      contestants[TORCH_NAMES[o.config.compute_dtype]] = Theirs(o, data).runner(args.steps)
   elif torch is not None and not args.no_torch:
     print(f"{model_name:9} {head:13} (no PyTorch version of this head in benchmarks/torch_reference.py)")
   samples = timing.interleave(contestants, args.rounds)
@@ -272,14 +279,16 @@ def compare(model_name, head, args, peak):
   for name, s in samples.items():
     o = ours.get(name[5:-1]) if name.startswith("ours") else None
     ips = timing.images_per_s(s)
+    dtype = o.config.compute_dtype if o else next(d for d, n in TORCH_NAMES.items() if n == name)
+    peak = (peaks or {}).get(dtype)
     row = {"model": model_name, "head": head, "who": name, "img_s": ips, "best": 1 / min(s),
            "spread": timing.spread(s), "faults": o.page_faults_per_step() if o else None,
            "gflop_s": flops * ips / 1e9, "peak_frac": flops * ips / 1e9 / peak if peak else None,
            "compile_s": o.compile_s if o else None,
            "xla_gflop_per_img": o.xla_flops / args.batch / 1e9 if o else None,
            "mfu": mfu(flops * ips, o.config.compute_dtype, args.peak_tflops) if o else None}
-    if has_torch and name != "pytorch":
-      row["vs_torch"] = timing.ratio(s, samples["pytorch"])
+    if has_torch and o is not None:
+      row["vs_torch"] = timing.ratio(s, samples[TORCH_NAMES[o.config.compute_dtype]])
     rows.append(row)
     print(format_row(row), flush=True)
   return rows, ours
@@ -296,14 +305,15 @@ def format_row(r):
   vs_s = f"{vs[0]:5.2f}x [{vs[1]:.2f}-{vs[2]:.2f}]" if vs else " " * 17
   extra = (f"  compile {r['compile_s']:5.1f}s  XLA {r['xla_gflop_per_img']:.2f} GFLOP/img"
            f"  {r['faults']:6.0f} page faults/step") if r["compile_s"] else ""
-  peak = f" ({100 * r['peak_frac']:3.0f}% of matmul)" if r["peak_frac"] else ""
+  peak = f" ({100 * r['peak_frac']:3.0f}% of its dtype's matmul)" if r["peak_frac"] else ""
   peak += f"  MFU {100 * r['mfu']:4.1f}%" if r.get("mfu") else ""
   return (f"{r['model']:9} {r['head']:13} {r['who']:17} {r['img_s']:7.1f} img/s (best {r['best']:6.1f}, "
           f"spread {100 * r['spread']:3.0f}%)  vs PyTorch {vs_s}  {r['gflop_s']:5.1f} GFLOP/s{peak}{extra}")
 
 
 def matmul_peak(args, n=2048):
-  """GFLOP/s of one large fp32 (and bf16) matmul in JAX, PyTorch's beside it: the machine's ceiling now."""
+  """GFLOP/s of one large fp32 and bf16 matmul in JAX, PyTorch's beside them: the machine's ceiling now,
+  by compute dtype (JAX's), for the rows' share of it."""
   a = jax.random.normal(jax.random.key(0), (n, n))
   f32 = jax.jit(lambda a: a @ a)
   bf16 = jax.jit(lambda a: jnp.dot(a, a, preferred_element_type=jnp.float32))
@@ -319,7 +329,7 @@ def matmul_peak(args, n=2048):
   result = {k: 2 * n**3 / min(s) / 1e9 for k, s in samples.items()}  # a ceiling: the best round
   print("matmul peak (best round) " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in result.items())
         + f" ({n}x{n}x{n})")
-  return result["jax f32"]
+  return {"float32": result["jax f32"], "bfloat16": result["jax bf16"]}
 
 
 def pipeline_vs_step(ours: Ours, args):
@@ -358,21 +368,22 @@ def main(args):
              "load_average_start": os.getloadavg()[0], "jax": jax.__version__,
              "torch": torch.__version__ if torch is not None else None,
              "onednn": onednn_conv.why_unavailable() or "available",
+             "onednn_bf16": onednn_conv.why_unavailable("bfloat16") or f"on {onednn_conv.bf16_isa()}",
              "xla_flags": os.environ.get("XLA_FLAGS", ""), "malloc": "reuse" if malloc_reuse_set() else "glibc",
              "time": time.strftime("%Y-%m-%d %H:%M")}
   print(f"{machine['device']} x {machine['device_count']}; {machine['cpu']}, {machine['cpus']} CPUs, load average {machine['load_average_start']:.1f}; "
         f"jax {machine['jax']}, torch {machine['torch'] or 'not installed (pip install -e .[bench])'}; "
-        f"oneDNN convolutions {machine['onednn']}; XLA_FLAGS={machine['xla_flags']!r}; malloc {machine['malloc']}; {machine['time']}", flush=True)
-  t0, peak, rows, pipelines, checks = time.time(), None, [], [], {}
+        f"oneDNN convolutions {machine['onednn']}, bfloat16 {machine['onednn_bf16']}; XLA_FLAGS={machine['xla_flags']!r}; malloc {machine['malloc']}; {machine['time']}", flush=True)
+  t0, peaks, rows, pipelines, checks = time.time(), None, [], [], {}
   if "peak" in args.parts:
-    peak = matmul_peak(args)
+    peaks = matmul_peak(args)
   heads = list(HEADS) if args.heads == "all" else args.heads.split(",")
   for model_name in args.models.split(","):
     if model_name not in MODEL_DATA:
       raise SystemExit(f"unknown model {model_name!r}: choose of {sorted(MODEL_DATA)} (of {sorted(MODELS)})")
     ours = None
     if "nin" in args.parts:
-      new_rows, ours = compare(model_name, "gap", args, peak)
+      new_rows, ours = compare(model_name, "gap", args, peaks)
       rows += new_rows
     if "pipeline" in args.parts:
       ours = ours or {args.variants[0]: Ours(model_name, "gap", args.batch, args.variants[0],
@@ -381,7 +392,7 @@ def main(args):
   if "heads" in args.parts:
     for head in heads:
       if head != "gap" or "nin" not in args.parts or "nin_mnist" not in args.models:
-        rows += compare("nin_mnist", head, args, peak)[0]
+        rows += compare("nin_mnist", head, args, peaks)[0]
   if "check" in args.parts and torch is not None:
     pairs = [(m, h) for m in ("nin", "nin_mnist") for h in heads if h in torch_reference.HEADS]
     checks = {f"{m}/{h}": check_against_torch(m, h) for m, h in pairs}
@@ -389,7 +400,7 @@ def main(args):
   print(f"load average now {machine['load_average_end']:.1f}; {machine['seconds']:.0f} s in all")
   if args.json:
     with open(args.json, "w") as f:
-      json.dump({"machine": machine, "args": vars(args), "matmul_peak_gflop_s": peak, "rows": rows,
+      json.dump({"machine": machine, "args": vars(args), "matmul_peak_gflop_s": peaks, "rows": rows,
                  "pipeline": pipelines, "check_rel_error": checks}, f, indent=1)
     print(f"wrote {args.json}")
   if checks and max(checks.values()) >= 1e-4:
