@@ -52,3 +52,10 @@ def test_reproduce_writes_the_table_and_reuses_finished_rows(tmp_path, monkeypat
 def test_unknown_table():
   with pytest.raises(UserError, match="unknown table 'table9'"):
     reproduce.reproduce("table9", 1, None, None)
+
+
+def test_fashion_precision_rows_differ_only_in_compute_dtype():
+  (fp32, _), (bf16, _) = [reproduce.row_config(m, arg) for _, m, arg in reproduce.TABLES["fashion_precision"]]
+  assert (fp32.compute_dtype, bf16.compute_dtype) == ("float32", "bfloat16")
+  bf16.compute_dtype = "float32"
+  assert fp32.to_dict() == bf16.to_dict()
