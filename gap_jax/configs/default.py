@@ -29,7 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.final_relu = True  # the paper's ReLU after the class-map layer
   c.kernel_init = "lecun_normal"  # gap_jax.models.output.KERNEL_INITS; "normal" is the paper's Gaussian
   c.init_std = 0.05  # its std (paper: 0.05 for every layer)
-  c.compute_dtype = "float32"  # or "bfloat16" (parameters stay float32)
+  c.compute_dtype = "float32"  # or "bfloat16": float32 parameters; on CPU fast where it has AMX (README)
 
   # Data. Each dataset's paper defaults (preprocessing, validation, augmentation): gap_jax/data/specs.py.
   c.dataset = "synthetic"  # gap_jax.data.DATASETS: cifar10, cifar100, svhn_cropped, mnist, fashion_mnist
