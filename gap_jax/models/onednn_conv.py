@@ -4,11 +4,11 @@ XLA:CPU (jaxlib 0.10) runs convolutions on Eigen, or on YNNPACK, and has no swit
 kernels, which PyTorch uses, run NiN's 5x5 and 3x3 convolutions forward + backward 1.3-1.75x faster on
 AVX-512 cores in float32, and the whole NiN training step ~1.2x faster; in bfloat16 (`compute_dtype`) on a
 CPU with AMX tiles the convolutions run several times faster again (benchmarks/README.md).
-`onednn_conv.cc` wraps them as FFI handlers, float32 and bfloat16 alike. It is compiled with the system's C++ compiler on first use,
-against oneDNN from PyPI (the `cpu` extra), and cached under ~/.cache/gap_jax/native (GAP_JAX_NATIVE_CACHE
-moves it). Where that cannot happen (no oneDNN, no compiler, not Linux x86_64) `available()` is False,
-`why_unavailable()` says why, and layers.Conv keeps XLA's convolution; bfloat16 also needs the CPU's native
-bfloat16 instructions (`bf16_isa()`), without which oneDNN would emulate them.
+`onednn_conv.cc` wraps them as FFI handlers, float32 and bfloat16 alike. It is compiled with the system's C++
+compiler on first use, against oneDNN from PyPI (the `cpu` extra), and cached under ~/.cache/gap_jax/native
+(GAP_JAX_NATIVE_CACHE moves it). Where that cannot happen (no oneDNN, no compiler, not Linux x86_64)
+`available()` is False, `why_unavailable()` says why, and layers.Conv keeps XLA's convolution; bfloat16 also
+needs the CPU's native bfloat16 instructions (`bf16_isa()`), without which oneDNN would emulate them.
 """
 
 import ctypes
@@ -95,6 +95,7 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
   return lib, None
 
 
+@functools.cache  # the CPU does not change; asked at every traced convolution
 def bf16_isa() -> str:
   """oneDNN's bfloat16 instruction set on this CPU: 'AMX', 'AVX512-BF16', or '' (none, or no oneDNN)."""
   lib, _ = _load()
