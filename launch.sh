@@ -20,10 +20,6 @@ cd "$(dirname "$0")"
 VENV=.venv
 PY="$VENV/bin/python"
 FASHION_MNIST=/usr/share/datasets/fashion-mnist
-# glibc: one heap that keeps freed memory, so XLA:CPU's per-step temp buffer (0.3-0.8 GB for NiN) is reused
-# instead of mmap-ed and page-faulted afresh at every step (a fifth of a CPU step; benchmarks/README.md).
-export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-1}" MALLOC_MMAP_MAX_="${MALLOC_MMAP_MAX_:-0}" \
-       MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-1099511627776}"
 
 setup() {
   # (Re)install when the venv is new or pyproject.toml changed since the last install.

@@ -13,8 +13,8 @@ import sys
 import jax
 import numpy as np
 
-from gap_jax.models import MODELS, layers, onednn_conv
-from gap_jax.steps import CPU_COMPILER_OPTIONS
+from gap_jax.cpu import COMPILER_OPTIONS, formulations, onednn
+from gap_jax.models import MODELS
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import timing  # noqa: E402
@@ -28,13 +28,13 @@ IMAGES = {"nin": ((32, 32, 3), 10), "nin_mnist": ((28, 28, 1), 10)}
 
 
 def jax_runners(conv, x, kernel, dy, padding, first: bool):
-  forward = jax.jit(lambda x, kernel: conv(x, kernel, padding), compiler_options=CPU_COMPILER_OPTIONS)
+  forward = jax.jit(lambda x, kernel: conv(x, kernel, padding), compiler_options=COMPILER_OPTIONS)
 
   def step(x, kernel, dy):
     y, vjp = jax.vjp(lambda x, kernel: conv(x, kernel, padding), x, kernel)
     dx, dkernel = vjp(dy)
     return (y, dkernel) if first else (y, dx, dkernel)
-  step = jax.jit(step, compiler_options=CPU_COMPILER_OPTIONS)
+  step = jax.jit(step, compiler_options=COMPILER_OPTIONS)
   return (timing.timed(lambda: forward(x, kernel), 1, 1, jax.block_until_ready),
           timing.timed(lambda: step(x, kernel, dy), 1, 1, jax.block_until_ready))
 
@@ -64,8 +64,8 @@ def main(argv=None):
   p.add_argument("--batch", type=int, default=128)
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
   args = p.parse_args(argv)
-  if not onednn_conv.available(args.dtype):
-    raise SystemExit(f"oneDNN {args.dtype} convolutions are unavailable: {onednn_conv.why_unavailable(args.dtype)}")
+  if not onednn.available(args.dtype):
+    raise SystemExit(f"oneDNN {args.dtype} convolutions are unavailable: {onednn.why_unavailable(args.dtype)}")
   if torch is not None:
     torch.set_num_threads(os.cpu_count())
   print(f"batch {args.batch}, {args.dtype}, median of {args.rounds} interleaved rounds; ms forward / forward + gradients")
@@ -80,8 +80,8 @@ def main(argv=None):
       x = jax.random.normal(keys[0], (args.batch, h, w, c_in), args.dtype)
       kernel = (0.05 * jax.random.normal(keys[1], (k, k, c_in, c_out))).astype(args.dtype)
       dy = jax.random.normal(keys[2], (args.batch, h, w, c_out), args.dtype)
-      runners = {"xla": jax_runners(layers.xla_conv, x, kernel, dy, k // 2, i == 0),
-                 "onednn": jax_runners(onednn_conv.conv, x, kernel, dy, k // 2, i == 0)}
+      runners = {"xla": jax_runners(formulations.conv, x, kernel, dy, k // 2, i == 0),
+                 "onednn": jax_runners(onednn.conv, x, kernel, dy, k // 2, i == 0)}
       if torch is not None:
         runners["torch"] = torch_runners(x, kernel, dy, k // 2, i == 0)
       contestants = {f"{who} {part}": run for who, pair in runners.items() for part, run in zip("fs", pair)}

@@ -21,7 +21,8 @@ from gap_jax.configs import default
 from gap_jax.data.specs import SPECS
 from gap_jax.models import build_model
 from gap_jax.optim import make_optimizer, make_schedule
-from gap_jax.steps import compiler_options, make_init, make_train_step
+from gap_jax.cpu import compiler_options
+from gap_jax.steps import make_init, make_train_step
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import timing  # noqa: E402

@@ -11,7 +11,6 @@ Everything is timed interleaved, round by round, because the machine is shared (
 """
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -21,25 +20,25 @@ import time
 
 PARTS = ("peak", "nin", "heads", "pipeline", "check")
 # The step compiled with other XLA options, convolutions or compute dtype (same numerics up to rounding):
-# (XLA compiler options, compute dtype, GAP_JAX_CPU_CONV when tracing).
-# train: exactly as training runs (on CPU: convolutions by oneDNN, dots by XLA's Eigen; gap_jax/models/layers.py,
-#   gap_jax/steps.py);
+# (XLA compiler options, compute dtype, cpu_kernels).
+# train: exactly as training runs (on CPU: convolutions by oneDNN where verified, dots by XLA's Eigen; gap_jax/cpu);
 # xla_conv: convolutions by XLA's Eigen too (what training used before oneDNN);
 # ynn_dots: dots by YNNPACK, convolutions by Eigen (training from the first XLA switch until the second);
 # ynn_conv: dots and convolutions by YNNPACK (XLA:CPU's default, what training used at first);
 # bf16: compute_dtype bfloat16 as training runs it (on CPU: oneDNN's bfloat16 convolutions, on AMX tiles where
 #   the CPU has them); bf16_xla_conv: the same with XLA's bfloat16 convolutions.
 VARIANTS = {
-    "train": ({}, "float32", "onednn"),
+    "train": ({}, "float32", "auto"),
     "xla_conv": ({}, "float32", "xla"),
     "ynn_dots": ({"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}, "float32", "xla"),
     "ynn_conv": ({"xla_cpu_experimental_ynn_fusion_type":
                   "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"}, "float32", "xla"),
-    "bf16": ({}, "bfloat16", "onednn"),
+    "bf16": ({}, "bfloat16", "auto"),
     "bf16_xla_conv": ({}, "bfloat16", "xla"),
 }
-# PyTorch's contestant for each compute dtype: eager float32, or bfloat16 under autocast.
-TORCH_NAMES = {"float32": "pytorch", "bfloat16": "pytorch[bf16]"}
+# PyTorch's contestants for each compute dtype (float32, or bfloat16 under autocast): eager, and compiled by
+# torch.compile (inductor); ours is compared with the faster of the two.
+TORCH_NAMES = {"float32": ("pytorch", "pytorch.compile"), "bfloat16": ("pytorch[bf16]", "pytorch.compile[bf16]")}
 
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -52,6 +51,7 @@ def parse_args(argv=None):
   p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are over these)")
   p.add_argument("--batch", type=int, default=128)
   p.add_argument("--no-torch", action="store_true", help="skip PyTorch even when it is installed")
+  p.add_argument("--no-torch-compile", action="store_true", help="PyTorch eager only (torch.compile takes minutes)")
   p.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS before JAX starts")
   p.add_argument("--malloc", choices=("reuse", "glibc"), default="reuse",
                  help="reuse (as launch.sh sets): keep freed memory in one glibc heap (MALLOC_REUSE), for "
@@ -79,16 +79,9 @@ def parse_args(argv=None):
   return args
 
 
-# glibc: serve every allocation from the main heap and never give freed memory back, so XLA's per-step
-# temp buffer (285 MB for nin_mnist, 835 MB for nin at batch 128) is reused instead of being mmap-ed,
-# page-faulted (70k-210k faults, a fifth of a step) and unmapped again at every step. PyTorch's
-# allocations go through the same malloc. Read by glibc at process start, hence the re-exec below.
-MALLOC_REUSE = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
-
-
-def malloc_reuse_set() -> bool:
-  return all(os.environ.get(k) == v for k, v in MALLOC_REUSE.items())
-
+# glibc's malloc as training sets it on CPU (gap_jax/cpu/malloc.py), for ours and PyTorch (whose allocations
+# go through the same malloc), or glibc's defaults: read by glibc at process start, hence the re-exec below.
+from gap_jax.cpu.malloc import SETTINGS as MALLOC_REUSE, is_set as malloc_reuse_set  # noqa: E402
 
 ARGS = parse_args() if __name__ == "__main__" else None
 if ARGS and (ARGS.malloc == "reuse") != malloc_reuse_set():
@@ -110,7 +103,8 @@ from gap_jax.configs import default  # noqa: E402
 from gap_jax.data.augment import augment, normalize  # noqa: E402
 from gap_jax.data.specs import SPECS  # noqa: E402
 from gap_jax.heads import HEADS, head_class  # noqa: E402
-from gap_jax.models import MODELS, build_model, onednn_conv  # noqa: E402
+from gap_jax.cpu import onednn  # noqa: E402
+from gap_jax.models import MODELS, build_model  # noqa: E402
 from gap_jax.optim import make_optimizer, make_schedule  # noqa: E402
 from gap_jax.steps import make_init, make_train_step  # noqa: E402
 
@@ -161,16 +155,6 @@ def synthetic_data(model: str, batch: int, num_batches: int = 16, seed: int = 0)
   return images, labels, mean.astype(np.float32), std.astype(np.float32), spec.num_classes
 
 
-@contextlib.contextmanager
-def cpu_conv(choice: str):
-  before = os.environ.get("GAP_JAX_CPU_CONV")
-  os.environ["GAP_JAX_CPU_CONV"] = choice
-  try:
-    yield
-  finally:
-    os.environ.pop("GAP_JAX_CPU_CONV") if before is None else os.environ.update(GAP_JAX_CPU_CONV=before)
-
-
 class Ours:
   """The real training step, compiled once (timed), then called exactly as the training loop calls it."""
 
@@ -178,6 +162,7 @@ class Ours:
     options, dtype, conv = VARIANTS[variant]
     images, labels, mean, std, num_classes = data
     self.config = config = bench_config(model_name, head, batch, dtype)
+    config.cpu_kernels = conv
     mesh = parallel.make_mesh()
     steps_per_epoch = len(labels) // batch
     self.model = build_model(config, num_classes)
@@ -187,8 +172,7 @@ class Ours:
     self.args += [jax.random.permutation(jax.random.key(1), len(labels)), jax.random.key(2)]
     step = make_train_step(self.model, tx, config, mean, std, steps_per_epoch, mesh)
     t = time.perf_counter()
-    with cpu_conv(conv):  # read when tracing
-      lowered = step.lower(self.state, *self.args)
+    lowered = step.lower(self.state, *self.args)
     self.compiled = lowered.compile(compiler_options=options or None)
     self.compile_s = time.perf_counter() - t
     cost = self.compiled.cost_analysis()
@@ -235,9 +219,10 @@ class Ours:
 
 
 class Theirs:
-  """The same architecture and step in PyTorch eager, in ours' compute dtype (bfloat16: autocast)."""
+  """The same architecture and step in PyTorch, eager or torch.compile-d, in ours' compute dtype (bfloat16:
+  autocast)."""
 
-  def __init__(self, ours: Ours, data):
+  def __init__(self, ours: Ours, data, compiled: bool):
     images, labels, mean, std, num_classes = data
     c = ours.config
     blocks = ours.model.blocks
@@ -246,12 +231,15 @@ class Theirs:
     opt = torch_reference.make_optimizer(self.model, c.learning_rate, c.momentum, c.weight_decay,
                                          c.bias_lr_multiplier)
     dtype = torch.bfloat16 if c.compute_dtype == "bfloat16" else None
-    self.step = torch_reference.make_train_step(self.model, opt, torch.from_numpy(images), torch.from_numpy(
+    net = torch.compile(self.model) if compiled else self.model  # the same parameters, which opt updates
+    self.step = torch_reference.make_train_step(net, opt, torch.from_numpy(images), torch.from_numpy(
         labels).long(), mean, std, c.batch_size, c.crop_padding, c.flip, dtype)
     self.i = 0
     self.batch = c.batch_size
-    for _ in range(2):
+    t = time.perf_counter()
+    for _ in range(2):  # torch.compile compiles at the first call
       self.one()
+    self.compile_s = time.perf_counter() - t
 
   def one(self):
     self.i += 1
@@ -269,8 +257,11 @@ def compare(model_name, head, args, peaks):
   contestants = {f"ours[{v}]": o.runner(args.steps) for v, o in ours.items()}
   has_torch = torch is not None and not args.no_torch and head in torch_reference.HEADS
   if has_torch:
-    for o in {o.config.compute_dtype: o for o in ours.values()}.values():  # one PyTorch per dtype
-      contestants[TORCH_NAMES[o.config.compute_dtype]] = Theirs(o, data).runner(args.steps)
+    for o in {o.config.compute_dtype: o for o in ours.values()}.values():  # one PyTorch pair per dtype
+      for name, compiled in zip(TORCH_NAMES[o.config.compute_dtype], (False, True)):
+        if compiled and args.no_torch_compile:
+          continue
+        contestants[name] = Theirs(o, data, compiled).runner(args.steps)
   elif torch is not None and not args.no_torch:
     print(f"{model_name:9} {head:13} (no PyTorch version of this head in benchmarks/torch_reference.py)")
   samples = timing.interleave(contestants, args.rounds)
@@ -279,7 +270,7 @@ def compare(model_name, head, args, peaks):
   for name, s in samples.items():
     o = ours.get(name[5:-1]) if name.startswith("ours") else None
     ips = timing.images_per_s(s)
-    dtype = o.config.compute_dtype if o else next(d for d, n in TORCH_NAMES.items() if n == name)
+    dtype = o.config.compute_dtype if o else next(d for d, names in TORCH_NAMES.items() if name in names)
     peak = (peaks or {}).get(dtype)
     row = {"model": model_name, "head": head, "who": name, "img_s": ips, "best": 1 / min(s),
            "spread": timing.spread(s), "faults": o.page_faults_per_step() if o else None,
@@ -287,8 +278,10 @@ def compare(model_name, head, args, peaks):
            "compile_s": o.compile_s if o else None,
            "xla_gflop_per_img": o.xla_flops / args.batch / 1e9 if o else None,
            "mfu": mfu(flops * ips, o.config.compute_dtype, args.peak_tflops) if o else None}
-    if has_torch and o is not None:
-      row["vs_torch"] = timing.ratio(s, samples[TORCH_NAMES[o.config.compute_dtype]])
+    if has_torch and o is not None:  # against the faster PyTorch of this dtype
+      best = max((n for n in TORCH_NAMES[o.config.compute_dtype] if n in samples),
+                 key=lambda n: timing.images_per_s(samples[n]))
+      row["vs_torch"], row["vs"] = timing.ratio(s, samples[best]), best
     rows.append(row)
     print(format_row(row), flush=True)
   return rows, ours
@@ -302,7 +295,7 @@ def mfu(flop_s: float, dtype: str, peak_override: float | None) -> float | None:
 
 def format_row(r):
   vs = r.get("vs_torch")
-  vs_s = f"{vs[0]:5.2f}x [{vs[1]:.2f}-{vs[2]:.2f}]" if vs else " " * 17
+  vs_s = f"{vs[0]:5.2f}x [{vs[1]:.2f}-{vs[2]:.2f}] ({r['vs']})" if vs else " " * 17
   extra = (f"  compile {r['compile_s']:5.1f}s  XLA {r['xla_gflop_per_img']:.2f} GFLOP/img"
            f"  {r['faults']:6.0f} page faults/step") if r["compile_s"] else ""
   peak = f" ({100 * r['peak_frac']:3.0f}% of its dtype's matmul)" if r["peak_frac"] else ""
@@ -362,16 +355,33 @@ def check_against_torch(model_name, head, batch=8):
   return err
 
 
+def cpu_model_and_isa() -> tuple[str, str]:
+  """The CPU's model name and the instruction sets that decide its kernels (from /proc/cpuinfo), beside
+  oneDNN's effective ISA (ONEDNN_MAX_CPU_ISA caps it) where oneDNN is usable."""
+  try:
+    info = open("/proc/cpuinfo").read()
+  except OSError:
+    return platform.processor() or platform.machine(), "unknown"
+  field = lambda name: next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith(name)), "")
+  flags = field("flags").split()
+  isa = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
+  model = f"{field('model name')} (family {field('cpu family')} model {field('model')})"
+  onednn_isa = onednn.cpu_isa() or "none"
+  cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+  return model, f"{' '.join(isa)}; oneDNN ISA {onednn_isa}" + (f" (ONEDNN_MAX_CPU_ISA={cap})" if cap else "")
+
+
 def main(args):
-  machine = {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+  cpu_model, cpu_isa = cpu_model_and_isa()
+  machine = {"cpu": cpu_model, "cpu_isa": cpu_isa, "cpus": os.cpu_count(),
              "device": jax.devices()[0].device_kind, "device_count": jax.device_count(),
              "load_average_start": os.getloadavg()[0], "jax": jax.__version__,
              "torch": torch.__version__ if torch is not None else None,
-             "onednn": onednn_conv.why_unavailable() or "available",
-             "onednn_bf16": onednn_conv.why_unavailable("bfloat16") or f"on {onednn_conv.bf16_isa()}",
+             "onednn": onednn.why_unavailable() or "available",
+             "onednn_bf16": onednn.why_unavailable("bfloat16") or f"on {onednn.bf16_isa()}",
              "xla_flags": os.environ.get("XLA_FLAGS", ""), "malloc": "reuse" if malloc_reuse_set() else "glibc",
              "time": time.strftime("%Y-%m-%d %H:%M")}
-  print(f"{machine['device']} x {machine['device_count']}; {machine['cpu']}, {machine['cpus']} CPUs, load average {machine['load_average_start']:.1f}; "
+  print(f"{machine['device']} x {machine['device_count']}; {machine['cpu']}: {machine['cpu_isa']}, {machine['cpus']} CPUs, load average {machine['load_average_start']:.1f}; "
         f"jax {machine['jax']}, torch {machine['torch'] or 'not installed (pip install -e .[bench])'}; "
         f"oneDNN convolutions {machine['onednn']}, bfloat16 {machine['onednn_bf16']}; XLA_FLAGS={machine['xla_flags']!r}; malloc {machine['malloc']}; {machine['time']}", flush=True)
   t0, peaks, rows, pipelines, checks = time.time(), None, [], [], {}

@@ -19,6 +19,8 @@ def main() -> None:
   from experiments import why_gap_works
   from experiments.framework import run
   from gap_jax import compilation_cache
+  from gap_jax.cpu import malloc
+  malloc.restart_with_settings()
   compilation_cache.enable()
   try:
     if args.name == why_gap_works.NAME:  # always quick: that is what keeps it under 15 minutes

@@ -96,6 +96,8 @@ def main() -> None:
   parser.add_argument("--out", type=Path, default=Path("results/reproduce"))
   args = parser.parse_args()
   from gap_jax import compilation_cache
+  from gap_jax.cpu import malloc
+  malloc.restart_with_settings()
   compilation_cache.enable()
   try:
     reproduce(args.table, args.seeds, args.runs, args.out)

@@ -49,7 +49,9 @@ def main(argv) -> None:
   # orbax logs every checkpoint step at INFO, and a failed background write as a traceback at ERROR;
   # we report such failures ourselves, in one line.
   logging.set_verbosity(logging.FATAL)
-  from gap_jax import compilation_cache, parallel  # after flag parsing: a typo fails fast, before jax loads
+  from gap_jax.cpu import malloc  # after flag parsing: a typo fails fast, before jax loads
+  malloc.restart_with_settings()
+  from gap_jax import compilation_cache, parallel
   parallel.initialize_distributed()
   compilation_cache.enable()
   from gap_jax.train import train_and_evaluate

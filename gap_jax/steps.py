@@ -4,7 +4,6 @@ Everything random is a function of (seed, step), never of the process's history:
 epoch comes from fold_in(order_key, epoch), augmentation and dropout from fold_in(step_key, step).
 """
 
-import functools
 from typing import Any
 
 import flax
@@ -12,7 +11,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gap_jax import cpu
 from gap_jax.data.augment import augment, normalize
+from gap_jax.models.kernels import traced_with
 from gap_jax.parallel import batch_sharded, replicated
 
 
@@ -23,26 +24,22 @@ class TrainState:
   opt_state: Any
 
 
-# XLA:CPU hands dots and convolutions to YNNPACK by default; with YNNPACK off, XLA's Eigen kernels run
-# NiN's 5x5 convolutions forward + backward ~1.4-2x faster and its whole training step 2-5% faster still
-# when the dots move too (benchmarks/README.md). Same numerics up to float rounding; other backends
-# ignore the option.
-CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
-
-
-def compiler_options(mesh):
-  return CPU_COMPILER_OPTIONS if mesh.devices.flat[0].platform == "cpu" else None
+def jit(fn, mesh, cpu_kernels: str, **jit_args):
+  """jax.jit of fn, traced with the models' operations that `cpu_kernels` names (gap_jax/cpu) and compiled
+  with the CPU's compiler options where the mesh is on the CPU."""
+  return jax.jit(traced_with(cpu.kernels_for(cpu_kernels), fn), compiler_options=cpu.compiler_options(mesh),
+                 **jit_args)
 
 
 def cross_entropy(logits, labels):
   return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
 
 
-def make_init(model, tx, image_shape, mesh):
+def make_init(model, tx, image_shape, mesh, cpu_kernels: str = "auto"):
   def init(key):
     params = model.init(key, jnp.zeros((1, *image_shape), jnp.float32))["params"]
     return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
-  return jax.jit(init, out_shardings=replicated(mesh), compiler_options=compiler_options(mesh))
+  return jit(init, mesh, cpu_kernels, out_shardings=replicated(mesh))
 
 
 def make_epoch_order(num_examples: int, mesh):
@@ -74,14 +71,12 @@ def make_train_step(model, tx, config, mean, std, steps_per_epoch: int, mesh):
     return new_state, {"loss": loss, "accuracy": accuracy, "grad_norm": optax.global_norm(grads),
                        "param_norm": optax.global_norm(new_state.params)}
 
-  return jax.jit(step, donate_argnums=0, out_shardings=replicated(mesh),
-                 compiler_options=compiler_options(mesh))
+  return jit(step, mesh, config.cpu_kernels, donate_argnums=0, out_shardings=replicated(mesh))
 
 
-def make_evaluate(model, mean, std, eval_batch: int, mesh):
+def make_evaluate(model, mean, std, eval_batch: int, mesh, cpu_kernels: str = "auto"):
   """evaluate(params, images, labels, n) -> mean loss and accuracy over the first n examples."""
 
-  @functools.partial(jax.jit, static_argnums=3, compiler_options=compiler_options(mesh))
   def evaluate(params, images, labels, n: int):
     def one_batch(i):
       idx = i * eval_batch + jnp.arange(eval_batch)
@@ -94,4 +89,4 @@ def make_evaluate(model, mean, std, eval_batch: int, mesh):
     losses, correct = jax.lax.map(one_batch, jnp.arange(-(-n // eval_batch)))
     return {"loss": losses.sum() / n, "accuracy": correct.sum() / n}
 
-  return evaluate
+  return jit(evaluate, mesh, cpu_kernels, static_argnums=3)

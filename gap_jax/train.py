@@ -79,12 +79,13 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
 
   init_key, order_key, step_key = jax.random.split(jax.random.key(config.seed), 3)
   checkpoints = Checkpoints(workdir / "checkpoints", config.checkpoints_to_keep)
-  start, state = checkpoints.restore_latest(make_init(model, tx, data.image_shape, mesh)(init_key))
+  init = make_init(model, tx, data.image_shape, mesh, config.cpu_kernels)
+  start, state = checkpoints.restore_latest(init(init_key))
   train_x, train_y, test_x, test_y = (parallel.replicate(a, mesh) for a in (
       data.train.images, data.train.labels, data.test.images, data.test.labels))
   train_step = make_train_step(model, tx, config, data.mean, data.std, steps_per_epoch, mesh)
   epoch_order = make_epoch_order(len(data.train), mesh)
-  evaluate = make_evaluate(model, data.mean, data.std, config.eval_batch_size, mesh)
+  evaluate = make_evaluate(model, data.mean, data.std, config.eval_batch_size, mesh, config.cpu_kernels)
   eval_every = config.eval_every_steps or steps_per_epoch
   checkpoint_every = config.checkpoint_every_steps or eval_every
   end = total_steps if stop_after_steps is None else min(total_steps, start + stop_after_steps)

@@ -23,10 +23,14 @@ def _flatten(d: dict, prefix: str = "") -> dict:
   return out
 
 
+# Fields that change how fast a run computes, not what: a workdir's run may go on under another value.
+SPEED_ONLY_FIELDS = ("cpu_kernels",)
+
+
 def config_differences(old: dict, new: dict) -> list[str]:
   a, b = _flatten(old), _flatten(new)
   return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
-          for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+          for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in SPEED_ONLY_FIELDS]
 
 
 def stored_config_differences(workdir: Path, config) -> list[str] | None:

@@ -5,6 +5,15 @@ import jax
 import pytest
 
 from gap_jax.configs import synthetic
+from gap_jax.cpu import malloc
+
+
+def pytest_configure(config):
+  """As every entry point does: on the CPU, glibc's malloc set for XLA's step buffers (for the test process
+  and the runs it starts), by restarting pytest once with the variables, outside pytest's output capture."""
+  if malloc.needs_restart():
+    config.pluginmanager.getplugin("capturemanager").suspend_global_capture(in_=True)
+    malloc.restart_with_settings()
 
 # Many tests train the same tiny configs; each call builds new jitted closures, so without a persistent
 # cache every one recompiles. One cache per test session (set before anything compiles) keeps the suite

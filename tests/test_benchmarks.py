@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import device_peaks  # noqa: E402
 import timing  # noqa: E402
 
-from gap_jax.models import onednn_conv  # noqa: E402
+from gap_jax.cpu import onednn  # noqa: E402
 from gap_jax.models.nin import MNIST_BLOCKS  # noqa: E402
 
 
@@ -62,7 +62,7 @@ def test_bench_rejects_an_unknown_part():
                     reason="needs oneDNN, whose PyPI build is for Linux x86_64")
 def test_conv_layer_bench_prints_a_row_per_layer():
   # In bfloat16 where the CPU has bf16 instructions (the --dtype path), else float32: one run, to keep CI short.
-  dtype = "bfloat16" if onednn_conv.available("bfloat16") else "float32"
+  dtype = "bfloat16" if onednn.available("bfloat16") else "float32"
   done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "conv_layers.py"), "--models", "nin_mnist",
                          "--rounds", "1", "--batch", "2", "--dtype", dtype],
                         capture_output=True, text=True, timeout=600, cwd=ROOT)

@@ -30,6 +30,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.kernel_init = "lecun_normal"  # gap_jax.models.output.KERNEL_INITS; "normal" is the paper's Gaussian
   c.init_std = 0.05  # its std (paper: 0.05 for every layer)
   c.compute_dtype = "float32"  # or "bfloat16": float32 parameters; on CPU fast where it has AMX (README)
+  # How the CPU backend computes convolutions, bias adds and pooling (gap_jax/cpu): "auto" (oneDNN where it is
+  # usable and verified, else XLA), "xla", "onednn" (an error where it is not usable), "plain". Speed only:
+  # GPUs and TPUs always run the plain operations, and a workdir may change it between runs.
+  c.cpu_kernels = "auto"
 
   # Data. Each dataset's paper defaults (preprocessing, validation, augmentation): gap_jax/data/specs.py.
   c.dataset = "synthetic"  # gap_jax.data.DATASETS: cifar10, cifar100, svhn_cropped, mnist, fashion_mnist

@@ -1,14 +1,15 @@
 """Convolutions by oneDNN on the CPU backend: forward and both gradients as XLA FFI custom calls.
 
-XLA:CPU (jaxlib 0.10) runs convolutions on Eigen, or on YNNPACK, and has no switch to oneDNN; oneDNN's JIT
-kernels, which PyTorch uses, run NiN's 5x5 and 3x3 convolutions forward + backward 1.3-1.75x faster on
-AVX-512 cores in float32, and the whole NiN training step ~1.2x faster; in bfloat16 (`compute_dtype`) on a
-CPU with AMX tiles the convolutions run several times faster again (benchmarks/README.md).
+XLA:CPU (jaxlib 0.10) runs convolutions on Eigen or YNNPACK and has no switch to oneDNN, whose JIT kernels
+(PyTorch's) are faster on most CPUs, in bfloat16 on AMX tiles far faster (benchmarks/README.md).
 `onednn_conv.cc` wraps them as FFI handlers, float32 and bfloat16 alike. It is compiled with the system's C++
 compiler on first use, against oneDNN from PyPI (the `cpu` extra), and cached under ~/.cache/gap_jax/native
 (GAP_JAX_NATIVE_CACHE moves it). Where that cannot happen (no oneDNN, no compiler, not Linux x86_64)
-`available()` is False, `why_unavailable()` says why, and layers.Conv keeps XLA's convolution; bfloat16 also
-needs the CPU's native bfloat16 instructions (`bf16_isa()`), without which oneDNN would emulate them.
+`why_unavailable()` says why and gap_jax/cpu keeps XLA's convolution. bfloat16 also needs the CPU's native
+bfloat16 instructions (`bf16_isa()`), without which oneDNN would emulate them.
+
+oneDNN picks an implementation per shape and CPU; `unverified()` names the ones the tests have not
+compared with `lax.conv` and trained with (VERIFIED), and such a shape keeps XLA's convolution.
 """
 
 import ctypes
@@ -27,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-SOURCE = Path(__file__).with_suffix(".cc")
+SOURCE = Path(__file__).with_name("onednn_conv.cc")
 TARGETS = {"forward": "GapJaxConvForward", "input_gradient": "GapJaxConvInputGradient",
            "kernel_gradient": "GapJaxConvKernelGradient"}
 DEFAULT_CACHE = Path.home() / ".cache" / "gap_jax" / "native"
@@ -91,15 +92,21 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
     return None, str(e)
   for symbol in TARGETS.values():
     jax.ffi.register_ffi_target(symbol, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
-  lib.GapJaxBf16Isa.restype = ctypes.c_char_p
+  lib.GapJaxCpuIsa.restype = ctypes.c_char_p
+  lib.GapJaxConvImplementations.argtypes = [ctypes.c_int64] * 8 + [ctypes.c_int, ctypes.c_char_p, ctypes.c_int64]
   return lib, None
 
 
 @functools.cache  # the CPU does not change; asked at every traced convolution
+def cpu_isa() -> str:
+  """oneDNN's effective instruction set here (see onednn_conv.cc), or '' without oneDNN."""
+  lib, _ = _load()
+  return lib.GapJaxCpuIsa().decode() if lib is not None else ""
+
+
 def bf16_isa() -> str:
   """oneDNN's bfloat16 instruction set on this CPU: 'AMX', 'AVX512-BF16', or '' (none, or no oneDNN)."""
-  lib, _ = _load()
-  return lib.GapJaxBf16Isa().decode() if lib is not None else ""
+  return {"avx512_core_amx": "AMX", "avx512_core_bf16": "AVX512-BF16"}.get(cpu_isa(), "")
 
 
 def why_unavailable(dtype=jnp.float32) -> str | None:
@@ -120,13 +127,64 @@ def available(dtype=jnp.float32) -> bool:
   library itself loaded (its own failure was already said)."""
   reason = why_unavailable(dtype)
   if reason is not None and _load()[1] is None:
-    _warn_once(f"{jnp.dtype(dtype).name} CPU convolutions run on XLA, not oneDNN (slower): {reason}")
+    warn_once(f"{jnp.dtype(dtype).name} CPU convolutions run on XLA, not oneDNN (slower): {reason}")
   return reason is None
 
 
 @functools.cache
-def _warn_once(message: str) -> None:
+def warn_once(message: str) -> None:
   print(f"warning: {message}", file=sys.stderr)
+
+
+# oneDNN's implementations (impl_info_str, without "x64:"; a name "a+b" is a built from b, both must be here)
+# whose three directions tests/test_cpu_onednn.py compares with lax.conv and tests/test_cpu_stress.py trains
+# with, on the CPU kinds those tests ran on.
+VERIFIED = frozenset({
+    # AVX2 (AMD EPYC Zen 3; any x86 CPU under ONEDNN_MAX_CPU_ISA=AVX2), 2026-12-02.
+    "jit:avx2", "jit_1x1:avx2", "brgconv:avx2", "brgconv_1x1:avx2", "brg_fwd:avx2", "gemm:jit",
+    # AVX-512 (AMD EPYC Zen 4, Intel Xeon; ONEDNN_MAX_CPU_ISA=AVX512_CORE) and, for bfloat16, AVX512-BF16 and
+    # AMX: the same kernel families, with which the suite passed on those machines (2026-11-25, 2026-12-01).
+    *(f"{family}:{isa}" for family in ("jit", "jit_1x1", "brgconv", "brgconv_1x1", "brg_fwd", "brgconv_bwd_w")
+      for isa in ("avx512_core", "avx512_core_bf16", "avx512_core_amx")),
+})
+
+
+def implementations(x_shape, kernel_shape, padding: int, dilation: int, dtype) -> tuple[str, str, str]:
+  """oneDNN's implementations of (forward, backward data, backward weights) for this convolution."""
+  return _implementations(tuple(x_shape), tuple(kernel_shape), padding, dilation, jnp.dtype(dtype).name)
+
+
+@functools.cache
+def _implementations(x_shape, kernel_shape, padding, dilation, dtype_name):
+  lib, reason = _load()
+  if lib is None:
+    raise Unavailable(reason)
+  (b, h, w, c), (k, _, _, f) = x_shape, kernel_shape
+  out = ctypes.create_string_buffer(1024)
+  status = lib.GapJaxConvImplementations(b, h, w, c, f, k, padding, dilation, int(dtype_name == "bfloat16"),
+                                         out, len(out))
+  text = out.value.decode()
+  if status != 0:
+    raise Unavailable(f"oneDNN has no convolution for this shape: {text}")
+  return tuple(name.removeprefix("x64:") for name in text.split(";"))
+
+
+def used() -> list[tuple[str, str, str]]:
+  """The implementations asked for so far in this process (a record for tests and benchmarks)."""
+  return list(_USED)
+
+
+_USED: set[tuple[str, str, str]] = set()
+
+
+def unverified(x_shape, kernel_shape, padding: int, dilation: int, dtype) -> str | None:
+  """The first of this convolution's oneDNN implementations that is not in VERIFIED, or None."""
+  try:
+    names = implementations(x_shape, kernel_shape, padding, dilation, dtype)
+  except Unavailable as e:
+    return str(e)
+  _USED.add(names)
+  return next((name for name in names if not set(name.split("+")) <= VERIFIED), None)
 
 
 def _call(target: str, like, *operands, padding: int, dilation: int):
@@ -139,7 +197,7 @@ def _call(target: str, like, *operands, padding: int, dilation: int):
 
 
 def conv(x_BHWC, kernel_HWIO, padding: int, dilation: int = 1):
-  """Same as layers.jax_conv (stride 1, `padding` on every side, kernel `dilation`), float32 or bfloat16
+  """Same as kernels.plain_conv (stride 1, `padding` on every side, kernel `dilation`), float32 or bfloat16
   (x and the kernel alike, as Conv's promote_dtype makes them), CPU backend."""
   return _conv(x_BHWC, kernel_HWIO, padding, dilation)
 

@@ -1,9 +1,15 @@
-// oneDNN convolutions as XLA FFI handlers, for the CPU backend (gap_jax/models/onednn_conv.py builds and
-// loads this file). NHWC activations, HWIO kernels, stride 1, the same padding on every side, a kernel
-// dilation, float32 or bfloat16 (all three buffers of a call alike): what gap_jax.models.layers.Conv computes.
-// oneDNN's JIT kernels run NiN's 5x5 convolutions forward + backward ~1.3x faster than XLA:CPU's Eigen
-// convolution in float32, and in bfloat16 on AMX tiles several times faster again (benchmarks/README.md).
+// oneDNN convolutions as XLA FFI handlers, for the CPU backend (gap_jax/cpu/onednn.py builds and loads this
+// file). NHWC activations, HWIO kernels, stride 1, the same padding on every side, a kernel dilation, float32
+// or bfloat16 (all three buffers of a call alike): what gap_jax.models.layers.Conv computes.
+//
+// Every primitive runs with a scratchpad that this file allocates for the call (scratchpad_mode::user).
+// oneDNN's default, a library-managed scratchpad, is in this build (concurrent execution off) one global
+// buffer per thread, sized when a primitive is created; XLA runs each call on whichever of its threads is
+// free, so a primitive created on one thread and run on another wrote past a buffer sized for others (a
+// segfault in gemm convolution's im2col on AVX2 CPUs). With a scratchpad per call, no primitive depends on
+// the thread that runs it.
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -22,6 +28,19 @@ dnnl::engine& Engine() {
   static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   return engine;
 }
+
+// Attributes of every primitive here: the caller provides the scratchpad (see the top of the file).
+const dnnl::primitive_attr& UserScratchpad() {
+  static const dnnl::primitive_attr attr = [] {
+    dnnl::primitive_attr a;
+    a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    return a;
+  }();
+  return attr;
+}
+
+// A scratchpad for one execution of a primitive described by pd (empty when it needs none).
+memory ScratchpadFor(const dnnl::primitive_desc_base& pd) { return memory(pd.scratchpad_desc(), Engine()); }
 
 // The three primitives of one convolution shape. The kernel layout is left to oneDNN (`any`): its fast
 // kernels want a blocked layout, reached by a reorder of the (small) kernel at each call.
@@ -55,12 +74,13 @@ const Conv& ConvFor(const Shape& s) {
   const memory::dims strides{1, 1}, pad{p, p}, dilates{d - 1, d - 1};  // oneDNN counts the gaps
   const auto direct = dnnl::algorithm::convolution_direct;
   auto& e = Engine();
+  const auto& attr = UserScratchpad();
   cv->fwd_pd = dnnl::convolution_forward::primitive_desc(
-      e, dnnl::prop_kind::forward_training, direct, cv->x, w_any, cv->y, strides, dilates, pad, pad);
+      e, dnnl::prop_kind::forward_training, direct, cv->x, w_any, cv->y, strides, dilates, pad, pad, attr);
   cv->bwd_data_pd = dnnl::convolution_backward_data::primitive_desc(
-      e, direct, cv->x, w_any, cv->y, strides, dilates, pad, pad, cv->fwd_pd);
+      e, direct, cv->x, w_any, cv->y, strides, dilates, pad, pad, cv->fwd_pd, attr);
   cv->bwd_weights_pd = dnnl::convolution_backward_weights::primitive_desc(
-      e, direct, cv->x, w_any, cv->y, strides, dilates, pad, pad, cv->fwd_pd);
+      e, direct, cv->x, w_any, cv->y, strides, dilates, pad, pad, cv->fwd_pd, attr);
   cv->fwd = dnnl::convolution_forward(cv->fwd_pd);
   cv->bwd_data = dnnl::convolution_backward_data(cv->bwd_data_pd);
   cv->bwd_weights = dnnl::convolution_backward_weights(cv->bwd_weights_pd);
@@ -68,12 +88,18 @@ const Conv& ConvFor(const Shape& s) {
   return *conv;
 }
 
+// Copies src into dst's layout, with its own scratchpad.
+void Reorder(dnnl::stream& s, memory& src, memory& dst) {
+  const dnnl::reorder::primitive_desc pd(src, dst, UserScratchpad());
+  dnnl::reorder(pd).execute(s, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}, {DNNL_ARG_SCRATCHPAD, ScratchpadFor(pd)}});
+}
+
 // The kernel in the layout a primitive wants: the caller's HWIO buffer itself, or a reordered copy.
 memory KernelAs(dnnl::stream& s, const memory::desc& hwio, const memory::desc& want, void* data) {
   memory user(hwio, Engine(), data);
   if (want == hwio) return user;
   memory reordered(want, Engine());
-  dnnl::reorder(user, reordered).execute(s, user, reordered);
+  Reorder(s, user, reordered);
   return reordered;
 }
 
@@ -145,6 +171,7 @@ ffi::Error Forward(Buffer x, Buffer kernel, Result y, int64_t pad, int64_t dilat
   return Run(Checked(x, kernel, *y, pad, dilation), [&](const Conv& cv, dnnl::stream& s) {
     memory w = KernelAs(s, cv.w_hwio, cv.fwd_pd.weights_desc(), Data(kernel));
     cv.fwd.execute(s, {{DNNL_ARG_SRC, memory(cv.x, Engine(), Data(x))},
+                       {DNNL_ARG_SCRATCHPAD, ScratchpadFor(cv.fwd_pd)},
                        {DNNL_ARG_WEIGHTS, w},
                        {DNNL_ARG_DST, memory(cv.y, Engine(), Data(y))}});
   });
@@ -154,6 +181,7 @@ ffi::Error InputGradient(Buffer dy, Buffer kernel, Result dx, int64_t pad, int64
   return Run(Checked(*dx, kernel, dy, pad, dilation), [&](const Conv& cv, dnnl::stream& s) {
     memory w = KernelAs(s, cv.w_hwio, cv.bwd_data_pd.weights_desc(), Data(kernel));
     cv.bwd_data.execute(s, {{DNNL_ARG_DIFF_DST, memory(cv.y, Engine(), Data(dy))},
+                            {DNNL_ARG_SCRATCHPAD, ScratchpadFor(cv.bwd_data_pd)},
                             {DNNL_ARG_WEIGHTS, w},
                             {DNNL_ARG_DIFF_SRC, memory(cv.x, Engine(), Data(dx))}});
   });
@@ -165,24 +193,48 @@ ffi::Error KernelGradient(Buffer x, Buffer dy, Result dkernel, int64_t pad, int6
     const memory::desc want = cv.bwd_weights_pd.diff_weights_desc();
     memory dw = want == cv.w_hwio ? user : memory(want, Engine());
     cv.bwd_weights.execute(s, {{DNNL_ARG_SRC, memory(cv.x, Engine(), Data(x))},
+                               {DNNL_ARG_SCRATCHPAD, ScratchpadFor(cv.bwd_weights_pd)},
                                {DNNL_ARG_DIFF_DST, memory(cv.y, Engine(), Data(dy))},
                                {DNNL_ARG_DIFF_WEIGHTS, dw}});
-    if (!(want == cv.w_hwio)) dnnl::reorder(dw, user).execute(s, dw, user);
+    if (!(want == cv.w_hwio)) Reorder(s, dw, user);
   });
 }
 
 }  // namespace
 
-// oneDNN's best bfloat16 instruction set on this CPU: "AMX" (tile matrix multiply), "AVX512-BF16" (dot
-// products), or "" (none: its bfloat16 convolutions would be emulated in float32, no faster than XLA's).
-extern "C" const char* GapJaxBf16Isa() {
+// The names of the implementations oneDNN picks for a convolution shape (its impl_info_str), forward,
+// backward-data and backward-weights, as "fwd;bwd_data;bwd_weights" in out. Returns 0, or -1 with oneDNN's
+// message in out. onednn.py sends to XLA every shape whose implementations the tests have not verified.
+extern "C" int GapJaxConvImplementations(int64_t b, int64_t h, int64_t w, int64_t c, int64_t f, int64_t k,
+                                         int64_t pad, int64_t dilation, int bf16, char* out, int64_t size) {
+  std::string text;
+  int status = 0;
+  try {
+    const auto dt = bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+    const Conv& cv = ConvFor(Shape{b, h, w, c, f, k, pad, dilation, dt});
+    text = std::string(cv.fwd_pd.impl_info_str()) + ";" + cv.bwd_data_pd.impl_info_str() + ";" +
+           cv.bwd_weights_pd.impl_info_str();
+  } catch (const dnnl::error& e) {
+    text = e.what();
+    status = -1;
+  }
+  snprintf(out, size, "%s", text.c_str());
+  return status;
+}
+
+// oneDNN's effective instruction set on this CPU (under ONEDNN_MAX_CPU_ISA, if set), the best of those that
+// choose its convolution kernels: "avx512_core_amx", "avx512_core_bf16", "avx512_core", "avx2", "sse41", or "".
+extern "C" const char* GapJaxCpuIsa() {
   const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
   const auto has = [isa](dnnl::cpu_isa want) {
     const auto bits = static_cast<unsigned>(want);
     return (isa & bits) == bits;
   };
-  if (has(dnnl::cpu_isa::avx512_core_amx)) return "AMX";
-  if (has(dnnl::cpu_isa::avx512_core_bf16)) return "AVX512-BF16";
+  if (has(dnnl::cpu_isa::avx512_core_amx)) return "avx512_core_amx";
+  if (has(dnnl::cpu_isa::avx512_core_bf16)) return "avx512_core_bf16";
+  if (has(dnnl::cpu_isa::avx512_core)) return "avx512_core";
+  if (has(dnnl::cpu_isa::avx2)) return "avx2";
+  if (has(dnnl::cpu_isa::sse41)) return "sse41";
   return "";
 }
 
