@@ -50,6 +50,11 @@ def test_bench_runs_and_writes_json(tmp_path):
   (pipe,) = result["pipeline"]
   assert pipe["model"] == "nin_mnist" and pipe["pipeline_img_s"] > 0 and pipe["step_img_s"] > 0
   assert result["machine"]["malloc"] == "reuse" and result["args"]["batch"] == 8
+  # the machine line names the CPU's instruction sets (those that choose its kernels) and oneDNN's
+  flags = pathlib.Path("/proc/cpuinfo").read_text() if pathlib.Path("/proc/cpuinfo").exists() else ""
+  assert ("avx2" in result["machine"]["cpu_isa"].split(";")[0]) == (" avx2 " in flags)
+  assert f"oneDNN ISA {onednn.cpu_isa() or 'none'}" in result["machine"]["cpu_isa"]
+  assert result["machine"]["cpu_isa"] in done.stdout.splitlines()[0]
 
 
 def test_bench_rejects_an_unknown_part():
