@@ -7,6 +7,7 @@ the numbers and the choices that have no lookup of their own.
 from gap_jax.cpu import CHOICES as CPU_KERNELS
 from gap_jax.errors import UserError
 from gap_jax.models import COMPUTE_DTYPES
+from gap_jax.models.layers import check_padding
 from gap_jax.models.output import PLACEMENTS
 
 POSITIVE = ("learning_rate", "batch_size", "eval_batch_size", "log_every_steps", "checkpoints_to_keep")
@@ -33,5 +34,6 @@ def validate_config(config) -> None:
     raise UserError(f"unknown head_placement {config.head_placement!r}: choose one of {list(PLACEMENTS)}")
   if config.compute_dtype not in COMPUTE_DTYPES:
     raise UserError(f"unknown compute_dtype {config.compute_dtype!r}: choose one of {sorted(COMPUTE_DTYPES)}")
+  check_padding(config.padding)
   if config.cpu_kernels not in CPU_KERNELS:
     raise UserError(f"unknown cpu_kernels {config.cpu_kernels!r}: choose one of {list(CPU_KERNELS)}")

@@ -138,3 +138,42 @@ def test_rfnet_refuses_an_even_kernel():
   from gap_jax.errors import UserError
   with pytest.raises(UserError, match="rfnet kernel=4: use an odd kernel"):
     MODELS["rfnet"](num_classes=3, kernel=4)
+
+
+def test_circular_padding_makes_maps_equivariant_to_cyclic_shifts_and_zeros_do_not():
+  """On a torus there is no border: shifting the image cyclically shifts every map of a convolution stack
+  by the same amount. Zero padding leaks position at the border, so it is not equivariant."""
+  x = jax.random.normal(jax.random.key(0), (2, 16, 16, 1))
+  shifted = jnp.roll(x, (3, 5), axis=(1, 2))
+  for padding, equivariant in (("circular", True), ("zeros", False)):
+    model = MODELS["rfnet"](num_classes=3, padding=padding, final_relu=False, dilation=2)
+    params = model.init(jax.random.key(1), x)["params"]
+    maps = lambda x: model.apply({"params": params}, x)[1]["class_maps"]
+    assert np.allclose(jnp.roll(maps(x), (3, 5), axis=(1, 2)), maps(shifted), atol=1e-4) == equivariant
+
+
+@pytest.mark.parametrize("name", ["nin_mnist", "cnn"])
+def test_pooled_models_take_circular_padding(name):
+  """Their convolutions (and the CNN's local layer) wrap; the maps keep their size; the result differs
+  from zero padding only near the border."""
+  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 1))
+  out = {}
+  for padding in ("circular", "zeros"):
+    model = MODELS[name](num_classes=3, padding=padding)
+    params = model.init(jax.random.key(1), x)["params"]
+    out[padding] = model.apply({"params": params}, x)[1]["class_maps"]
+  assert out["circular"].shape == out["zeros"].shape == (2, 8, 8, 3)
+  assert not np.allclose(out["circular"], out["zeros"])
+
+
+def test_valid_padding_shrinks_the_maps_by_the_kernels_span():
+  model = MODELS["rfnet"](num_classes=3, padding="valid", depth=3, dilation=2)
+  params, x = init(model, (16, 16, 1))
+  _, aux = model.apply({"params": params}, x)
+  assert aux["class_maps"].shape[1:3] == (16 - 3 * 2 * 2, 16 - 3 * 2 * 2)  # depth * dilation * (k - 1)
+
+
+def test_an_unknown_padding_is_refused():
+  from gap_jax.errors import UserError
+  with pytest.raises(UserError, match="unknown padding 'reflect': choose one of"):
+    init(MODELS["rfnet"](num_classes=3, padding="reflect"), (8, 8, 1))

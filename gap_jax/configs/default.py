@@ -27,6 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model_args = ml_collections.ConfigDict()  # extra model fields, e.g. {"num_maps": 16} for "cnn"
   c.dropout = 0.5  # after each pooling layer inside the model
   c.final_relu = True  # the paper's ReLU after the class-map layer
+  c.padding = "zeros"  # what convolutions see beyond the border: "zeros", "circular" (wrapped), "valid" (none)
   c.kernel_init = "lecun_normal"  # gap_jax.models.output.KERNEL_INITS; "normal" is the paper's Gaussian
   c.init_std = 0.05  # its std (paper: 0.05 for every layer)
   c.compute_dtype = "float32"  # or "bfloat16": float32 parameters; on CPU fast where it has AMX (README)

@@ -31,6 +31,7 @@ def build_model(config, num_classes: int):
   kwargs = dict(
       num_classes=num_classes, head=config.head, head_placement=config.head_placement,
       head_args=dict(config.head_args), dropout=config.dropout, final_relu=config.final_relu,
-      kernel_init=config.kernel_init, init_std=config.init_std, dtype=COMPUTE_DTYPES[config.compute_dtype])
+      kernel_init=config.kernel_init, init_std=config.init_std, dtype=COMPUTE_DTYPES[config.compute_dtype],
+      padding=config.get("padding", "zeros"))
   kwargs.update(config.get("model_args", {}))
   return MODELS[config.model](**kwargs)

@@ -6,6 +6,7 @@ here follow cuda-convnet's CIFAR-10 layers (5x5 64, 5x5 64, 3x3 64, pool 3/2 aft
 local layer is 3x3. Set `num_maps=16` with head `fc` for the paper's FC rows.
 """
 
+import functools
 
 import flax.linen as nn
 
@@ -17,8 +18,11 @@ from gap_jax.models.output import PooledClassifier
 CNN_LAYERS = ((64, 5, True), (64, 5, True), (64, 3, False))
 
 
-def local_maps(features: int, kernel_init, dtype) -> nn.Module:
-  return nn.ConvLocal(features, (3, 3), padding="SAME", kernel_init=kernel_init, dtype=dtype,
+FLAX_PADDING = {"zeros": "SAME", "circular": "CIRCULAR", "valid": "VALID"}
+
+
+def local_maps(features: int, kernel_init, dtype, padding: str = "zeros") -> nn.Module:
+  return nn.ConvLocal(features, (3, 3), padding=FLAX_PADDING[padding], kernel_init=kernel_init, dtype=dtype,
                       name="class_maps")
 
 
@@ -33,7 +37,9 @@ class ConventionalCNN(PooledClassifier):
     init = self.kernel_init_fn
     x = x_BHWC
     for features, k, pool in CNN_LAYERS:
-      x = nn.relu(Conv(features, k, padding=k // 2, kernel_init=init, dtype=self.dtype)(x))
+      x = nn.relu(Conv(features, k, padding=k // 2, padding_mode=self.padding, kernel_init=init,
+                       dtype=self.dtype)(x))
       if pool:
         x = max_pool_ceil(x)
-    return self.pooled_output(x, train, num_maps=self.num_maps, make_map_layer=local_maps)
+    return self.pooled_output(x, train, num_maps=self.num_maps,
+                              make_map_layer=functools.partial(local_maps, padding=self.padding))

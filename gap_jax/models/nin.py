@@ -29,7 +29,8 @@ class NiN(PooledClassifier):
     x = x_BHWC
     for b, block in enumerate(self.blocks):
       for features, k in block:
-        x = nn.relu(Conv(features, k, padding=k // 2, kernel_init=init, dtype=self.dtype)(x))
+        x = nn.relu(Conv(features, k, padding=k // 2, padding_mode=self.padding, kernel_init=init,
+                         dtype=self.dtype)(x))
       if b < len(self.blocks) - 1:
         x = max_pool_ceil(x)
         x = nn.Dropout(self.dropout, deterministic=not train)(x)

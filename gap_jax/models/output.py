@@ -104,6 +104,7 @@ class PooledClassifier(nn.Module):
   kernel_init: str = "lecun_normal"  # KERNEL_INITS
   init_std: float = 0.05  # for kernel_init "normal"
   dtype: Any = None  # compute dtype; parameters stay float32
+  padding: str = "zeros"  # layers.PADDINGS: what the convolutions see beyond the border
 
   @property
   def kernel_init_fn(self):

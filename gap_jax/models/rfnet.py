@@ -35,7 +35,7 @@ class RFNet(PooledClassifier):
     x = x_BHWC
     pad = self.dilation * (self.kernel - 1) // 2  # 'same'
     for _ in range(self.depth):
-      x = nn.relu(Conv(self.width, self.kernel, padding=pad, dilation=self.dilation, kernel_init=init,
-                       dtype=self.dtype)(x))
+      x = nn.relu(Conv(self.width, self.kernel, padding=pad, dilation=self.dilation, padding_mode=self.padding,
+                       kernel_init=init, dtype=self.dtype)(x))
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return self.pooled_output(x, train)
