@@ -6,6 +6,12 @@ figures into results/<experiment>/.
 An experiment module defines an `Experiment`: its question, hypothesis, metrics and decision rule (all
 stated before anything runs), `sweep(quick)` -> points, `measure(point, trained)` -> numbers for one
 run, `decide(summaries)` -> Verdict, and optionally `figures(summaries, out_dir)` -> PNG names.
+
+Every measure is also taken of the same network at initialization (the run's own initial weights), under
+`untrained/<metric>`: the null baseline a trained result must depart from. An experiment's `controls()`
+gives planted data that obeys the claim (expected "supported") and data that violates it ("refuted"), as
+summaries made by the experiment's own measure; they go through its own `decide` before any training, and
+a measure that cannot tell them apart leaves the experiment's verdict inconclusive, whatever the runs say.
 """
 
 import dataclasses
@@ -16,10 +22,11 @@ from pathlib import Path
 
 import ml_collections
 
-from experiments import report, stats
+from experiments import report, shortcuts, stats
 from gap_jax.configs import default
+from gap_jax.data import load_dataset
 from gap_jax.train import train_and_evaluate
-from gap_jax.trained import load_trained
+from gap_jax.trained import initial, load_trained
 from gap_jax.workdir import stored_config_differences
 
 VERDICTS = ("supported", "refuted", "inconclusive")
@@ -40,6 +47,13 @@ class Verdict:
 
 
 @dataclasses.dataclass
+class Control:
+  name: str  # e.g. "positive: planted maps where every absent map lies below the present one"
+  expected: str  # the verdict decide must return: "supported" (obeys the claim) or "refuted"
+  summaries: dict  # what decide takes, made from planted data by the experiment's own measure
+
+
+@dataclasses.dataclass
 class Experiment:
   name: str
   question: str
@@ -50,6 +64,37 @@ class Experiment:
   measure: Callable[[Point, object], dict[str, float]]
   decide: Callable[[dict], Verdict]
   figures: Callable[[dict, Path], list[str]] | None = None
+  controls: Callable[[], list[Control]] | None = None
+
+
+# What a measured.json holds; one written under another format is measured again (not retrained).
+MEASURED_FORMAT = 2
+
+
+def summarize_point(params: dict, runs: list[dict]) -> dict:
+  """A point's summary across its seeds, metric by metric: what decide takes."""
+  return {"params": params, **{metric: stats.summarize([r[metric] for r in runs]) for metric in runs[0]}}
+
+
+def check_controls(exp: Experiment) -> list[dict]:
+  """Each control through the experiment's own decide: its verdict, and whether it is the expected one."""
+  checked = []
+  for control in exp.controls() if exp.controls else []:
+    verdict = exp.decide(control.summaries)
+    checked.append({"name": control.name, "expected": control.expected, "verdict": verdict.verdict,
+                    "reason": verdict.reason, "passed": verdict.verdict == control.expected})
+  return checked
+
+
+def shortcut_baselines(points: list[Point]) -> dict[str, dict]:
+  """Each point's dataset's shortcut baselines (experiments/shortcuts.py), computed once per dataset."""
+  by_data, out = {}, {}
+  for p in points:
+    data_key = json.dumps({k: p.config.get(k) for k in ("dataset", p.config.dataset)}, default=str, sort_keys=True)
+    if data_key not in by_data:
+      by_data[data_key] = shortcuts.baselines(load_dataset(p.config))
+    out[p.key] = by_data[data_key]
+  return out
 
 
 def short_run(model: str, head: str, dataset: str, steps: int, *, eval_train_examples: int = 1024,
@@ -74,14 +119,22 @@ def run_point(exp: Experiment, point: Point, seed: int, runs_dir: Path) -> dict:
   measured_file = workdir / "measured.json"
   config = ml_collections.ConfigDict(point.config.to_dict())
   config.seed = seed
-  if measured_file.exists() and stored_config_differences(workdir, config) == []:
-    return json.loads(measured_file.read_text())
-  results = train_and_evaluate(config, workdir, on_config_change="fresh")
+  finished = stored_config_differences(workdir, config) == [] and (workdir / "results.json").exists()
+  if finished and measured_file.exists():
+    measured = json.loads(measured_file.read_text())
+    if measured.pop("format", None) == MEASURED_FORMAT:
+      return measured
+  if finished:  # trained, but measured in another format: measure again
+    results = json.loads((workdir / "results.json").read_text())
+  else:
+    results = train_and_evaluate(config, workdir, on_config_change="fresh")
   measured = {"test_accuracy": results["final"]["test_accuracy"],
               "train_accuracy": results["final"]["train_accuracy"],
               "train_time_s": results["wall_time_s"]}
-  measured.update(exp.measure(point, load_trained(workdir)))
-  measured_file.write_text(json.dumps(measured, indent=2))
+  trained = load_trained(workdir)
+  measured.update(exp.measure(point, trained))
+  measured.update({f"untrained/{k}": v for k, v in exp.measure(point, initial(trained)).items()})
+  measured_file.write_text(json.dumps({**measured, "format": MEASURED_FORMAT}, indent=2))
   return measured
 
 
@@ -91,20 +144,29 @@ def run(exp: Experiment, out_dir: Path, quick: bool = False, seeds: int = 3) -> 
   out_dir = Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   t0 = time.time()
+  controls = check_controls(exp)  # before any training: a measure that fails them is known at once
+  for c in controls:
+    print(f"[{exp.name}] control {c['name']}: {c['verdict']} (expected {c['expected']})", flush=True)
   points = exp.sweep(quick)
   raw, summaries = {}, {}
   for i, point in enumerate(points):
     print(f"[{exp.name}] point {i + 1}/{len(points)}: {point.key}", flush=True)
     raw[point.key] = [run_point(exp, point, seed, out_dir / "runs") for seed in range(seeds)]
-    summaries[point.key] = {"params": point.params, **{
-        metric: stats.summarize([r[metric] for r in raw[point.key]]) for metric in raw[point.key][0]}}
+    summaries[point.key] = summarize_point(point.params, raw[point.key])
   verdict = exp.decide(summaries)
   assert verdict.verdict in VERDICTS, verdict
+  baselines = shortcut_baselines(points)
+  failed = [c["name"] for c in controls if not c["passed"]]
+  if failed:
+    verdict = Verdict("inconclusive", f"The measure failed its controls ({'; '.join(failed)}), so the runs "
+                      f"decide nothing. What the rule said of them: {verdict.verdict}: {verdict.reason}",
+                      verdict.effect)
   figures = exp.figures(summaries, out_dir) if exp.figures else []
   results = {
       "experiment": exp.name, "question": exp.question, "hypothesis": exp.hypothesis,
       "metrics": exp.metrics, "decision_rule": exp.decision_rule, "quick": quick, "seeds": seeds,
-      "verdict": dataclasses.asdict(verdict), "points": summaries, "runs": raw,
+      "verdict": dataclasses.asdict(verdict), "controls": controls, "points": summaries,
+      "shortcut_baselines": baselines, "runs": raw,
       "configs": {p.key: p.config.to_dict() for p in points}, "figures": figures,
       "wall_time_s": time.time() - t0,
       "train_time_s": sum(r["train_time_s"] for runs in raw.values() for r in runs)}

@@ -1,4 +1,5 @@
-"""report.md from an experiment's results: hypothesis, method, table, verdict, figures."""
+"""report.md from an experiment's results: hypothesis, verdict, controls, method, tables (trained, and the
+null baseline of the same networks at initialization), figures."""
 
 from experiments.stats import fmt
 
@@ -14,7 +15,9 @@ def render(results: dict) -> str:
       f"**Decision rule (fixed before the runs).** {results['decision_rule']}", "",
       f"## Verdict: {results['verdict']['verdict']}", "",
       results["verdict"]["reason"], "",
-      "Effect sizes: " + ", ".join(f"{k} = {v:.3g}" for k, v in results["verdict"]["effect"].items()), "",
+      "Effect sizes: " + ", ".join(f"{k} = {v:.3g}" for k, v in results["verdict"]["effect"].items()), ""]
+  lines += controls_section(results.get("controls", []))
+  lines += [
       "## Method", "",
       f"{len(points)} points x {results['seeds']} seeds, each a full run of `train_and_evaluate` "
       f"({'quick' if results['quick'] else 'full'} setting; configs in results.json). "
@@ -23,12 +26,51 @@ def render(results: dict) -> str:
       f"this report {results['wall_time_s'] / 60:.1f} min (finished runs are reused, not rerun).",
       "", "Metrics:", ""]
   lines += [f"- `{m}`: {d}" for m, d in results["metrics"].items()]
-  lines += ["", "## Results", "", "| " + " | ".join(params + metrics) + " |",
-            "|" + "---|" * (len(params) + len(metrics))]
+  lines += ["", "## Results", ""] + table(points, params, metrics)
+  null = [m for m in metrics if f"untrained/{m}" in next(iter(points.values()))]
+  if null:
+    lines += ["", "Null baseline: the same networks at initialization (each run's own initial weights), "
+              "measured the same way:", ""]
+    lines += table(points, params, [f"untrained/{m}" for m in null])
+  lines += shortcuts_section(points, params, results.get("shortcut_baselines", {}))
+  if results["figures"]:
+    lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in results["figures"]]
+  return "\n".join(lines) + "\n"
+
+
+def table(points: dict, params: list[str], metrics: list[str]) -> list[str]:
+  lines = ["| " + " | ".join(params + metrics) + " |", "|" + "---|" * (len(params) + len(metrics))]
   for point in points.values():
     cells = [str(point["params"][p]) for p in params]
     cells += [fmt(point[m], 1, 3) if m in point else "" for m in metrics]
     lines.append("| " + " | ".join(cells) + " |")
-  if results["figures"]:
-    lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in results["figures"]]
-  return "\n".join(lines) + "\n"
+  return lines
+
+
+def controls_section(controls: list[dict]) -> list[str]:
+  """The planted positive and negative controls, through the experiment's own decide, before any result."""
+  if not controls:
+    return ["## Controls", "", "This experiment has no planted controls yet: its measure is not proven able to "
+            "tell a true claim from a false one, so read its verdict with that in mind.", ""]
+  lines = ["## Controls", "", "Planted data run through the same measure and decision rule before the trained "
+           "results: the rule must say the expected verdict of each.", "",
+           "| control | expected | verdict | passed |", "|---|---|---|---|"]
+  lines += [f"| {c['name']} | {c['expected']} | {c['verdict']} | {'yes' if c['passed'] else '**no**'} |"
+            for c in controls]
+  return lines + [""]
+
+
+def shortcuts_section(points: dict, params: list[str], baselines: dict) -> list[str]:
+  """Per point, what one number per image (no shape, arrangement or position) already gets on its data."""
+  if not baselines:
+    return []
+  lines = ["", "Shortcut baselines of each point's data (one Gaussian per class on one number per image, "
+           "experiments/shortcuts.py), beside the trained networks' test accuracy:", "",
+           "| " + " | ".join(params) + " | chance | image mean | bright pixels | trained |",
+           "|" + "---|" * (len(params) + 4)]
+  for key, point in points.items():
+    b = baselines[key]
+    lines.append("| " + " | ".join(str(point["params"][p]) for p in params) +
+                 f" | {b['chance']:.3f} | {b['image_mean']:.3f} | {b['bright_pixels']:.3f} | "
+                 f"{fmt(point['test_accuracy'], 1, 3)} |")
+  return lines

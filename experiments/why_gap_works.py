@@ -56,7 +56,8 @@ def run(out_dir: Path = Path("results") / NAME, seeds: int = 3, components_dir: 
     sub_dir = Path(components_dir) / f"{name}-quick"
     r = framework.run(get(name), sub_dir, quick=True, seeds=seeds)
     claims.append({"claim": claim, "experiment": name, "hypothesis": r["hypothesis"],
-                   "decision_rule": r["decision_rule"], "verdict": r["verdict"], "seeds": seeds,
+                   "decision_rule": r["decision_rule"], "verdict": r["verdict"], "controls": r["controls"],
+                   "seeds": seeds,
                    "runs": sum(len(v) for v in r["runs"].values()), "train_time_s": r["train_time_s"],
                    "report": os.path.relpath(sub_dir / "report.md", out_dir),
                    "figures": [os.path.relpath(sub_dir / f, out_dir) for f in r["figures"]]})
@@ -88,6 +89,7 @@ def render(results: dict) -> str:
   for i, c in enumerate(claims, 1):
     lines += [f"## {i}. {c['experiment']}: {c['verdict']['verdict']}", "", f"**Claim.** {c['claim']}", "",
               f"**Hypothesis.** {c['hypothesis']}", "", f"**Decision rule.** {c['decision_rule']}", "",
+              f"**Controls.** {controls_line(c['controls'])}", "",
               f"**Found.** {c['verdict']['reason']}", ""]
     effect = c["verdict"]["effect"]
     if effect:
@@ -95,3 +97,10 @@ def render(results: dict) -> str:
     lines += [f"![{Path(f).name}]({f})" for f in c["figures"]]
     lines += ["", f"Full table: [{c['report']}]({c['report']})", ""]
   return "\n".join(lines)
+
+
+def controls_line(controls: list[dict]) -> str:
+  if not controls:
+    return "none yet: this measure is not proven able to tell a true claim from a false one."
+  return "; ".join(f"{c['name'].split(':')[0]} -> {c['verdict']} ({'as expected' if c['passed'] else 'FAILED'})"
+                   for c in controls) + "."

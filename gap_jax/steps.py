@@ -24,6 +24,11 @@ class TrainState:
   opt_state: Any
 
 
+def run_keys(seed: int):
+  """(init_key, order_key, step_key) of a run: initial weights, data order, augmentation and dropout."""
+  return jax.random.split(jax.random.key(seed), 3)
+
+
 def jit(fn, mesh, cpu_kernels: str, **jit_args):
   """jax.jit of fn, traced with the models' operations that `cpu_kernels` names (gap_jax/cpu) and compiled
   with the CPU's compiler options where the mesh is on the CPU."""

@@ -21,7 +21,7 @@ from gap_jax.metric_writer import MetricWriter
 from gap_jax.models import build_model
 from gap_jax.optim import make_optimizer, make_schedule
 from gap_jax.preemption import StopRequest
-from gap_jax.steps import make_epoch_order, make_evaluate, make_init, make_train_step
+from gap_jax.steps import make_epoch_order, make_evaluate, make_init, make_train_step, run_keys
 from gap_jax.validate import validate_config
 from gap_jax.workdir import prepare_workdir
 
@@ -77,7 +77,7 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
   if parallel.is_primary():
     prepare_workdir(workdir, config, on_config_change)  # only once the config is known to be good
 
-  init_key, order_key, step_key = jax.random.split(jax.random.key(config.seed), 3)
+  init_key, order_key, step_key = run_keys(config.seed)
   checkpoints = Checkpoints(workdir / "checkpoints", config.checkpoints_to_keep)
   init = make_init(model, tx, data.image_shape, mesh, config.cpu_kernels)
   start, state = checkpoints.restore_latest(init(init_key))

@@ -8,7 +8,7 @@ import pytest
 
 import experiments
 from experiments import stats
-from experiments.framework import run
+from experiments.framework import check_controls, run
 
 
 def tiny(points):
@@ -33,8 +33,9 @@ def test_experiment_writes_results_report_and_figures(tmp_path, name):
   for point in on_disk["points"].values():
     assert point["test_accuracy"]["n"] == 2 and point["test_accuracy"]["lo"] <= point["test_accuracy"]["hi"]
   report = (tmp_path / "report.md").read_text()
-  for heading in ("**Hypothesis.**", "**Decision rule", "## Verdict:", "## Method", "## Results"):
+  for heading in ("**Hypothesis.**", "**Decision rule", "## Verdict:", "## Controls", "## Method", "## Results"):
     assert heading in report
+  assert on_disk["controls"] == check_controls(exp)  # through its own decide, recorded
   for figure in results["figures"]:
     assert (tmp_path / figure).read_bytes()[:4] == b"\x89PNG" and f"]({figure})" in report
   # finished runs are found, not run again

@@ -1,0 +1,74 @@
+"""Each experiment's measure is proven on planted data before its verdict counts: its controls come out as
+expected through its own decide, its quantities are ones the loss determines, and a failed control leaves
+the verdict inconclusive."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import experiments
+from experiments import absent_maps
+from experiments.framework import Control, check_controls, run
+
+WITH_CONTROLS = [name for name in experiments.NAMES if experiments.get(name).controls]
+
+
+def test_the_redone_claims_have_controls():
+  assert "absent_maps" in WITH_CONTROLS
+
+
+@pytest.mark.parametrize("name", WITH_CONTROLS)
+def test_controls_pass_through_the_experiments_own_decide(name):
+  checked = check_controls(experiments.get(name))
+  assert {c["expected"] for c in checked} == {"supported", "refuted"}  # a positive and a negative
+  assert all(c["passed"] for c in checked), checked
+
+
+def test_absent_maps_measures_only_what_the_loss_determines():
+  """Without the final ReLU, adding any map to every class's map changes no logit difference: no measure may
+  move. The raw sign of a map (the old measure) does move, which is why it was replaced."""
+  rng = np.random.default_rng(0)
+  maps, labels = absent_maps.planted_maps(rng, obeys_claim=True, final_relu=False)
+  shifted = maps + 10 * rng.standard_normal(maps.shape[:3] + (1,))
+  assert absent_maps.measure_maps(maps, labels, False) == absent_maps.measure_maps(shifted, labels, False)
+  absent = ~(np.arange(maps.shape[-1]) == labels[:, None, None, None])
+  assert abs((maps[np.broadcast_to(absent, maps.shape)] <= 0).mean() -
+             (shifted[np.broadcast_to(absent, maps.shape)] <= 0).mean()) > 0.01
+
+
+def test_absent_maps_by_hand():
+  # one image of class 0, two classes, 1x2 maps: the present map above at one location of two
+  maps = np.array([[[[1.0, 0.0], [0.0, 2.0]]]])  # (1, 1, 2, 2): locations x classes
+  m = absent_maps.measure_maps(maps, np.array([0]), final_relu=False)
+  assert m["absent_below_present"] == 0.5 and m["logit_margin"] == pytest.approx(-0.5)
+  behind_relu = absent_maps.measure_maps(np.maximum(maps - 1, 0), np.array([0]), final_relu=True)
+  assert behind_relu["absent_below_present"] == 0.5 and behind_relu["absent_at_zero"] == 0.5
+
+
+def test_a_failed_control_leaves_the_verdict_inconclusive(tmp_path):
+  from test_experiments import tiny
+  exp = experiments.get("absent_maps")
+  positive = exp.controls()[0]
+  wrong = Control("a positive wrongly expected refuted", "refuted", positive.summaries)
+  small = dataclasses.replace(exp, sweep=lambda quick: tiny(exp.sweep(True))[:1], controls=lambda: [wrong])
+  results = run(small, tmp_path, quick=True, seeds=2)
+  assert results["controls"][0]["passed"] is False
+  assert results["verdict"]["verdict"] == "inconclusive"
+  assert results["verdict"]["reason"].startswith("The measure failed its controls")
+  report = (tmp_path / "report.md").read_text()
+  assert "## Controls" in report and "| **no** |" in report
+  assert report.index("## Controls") < report.index("## Results")
+  # the null baseline: every measure of the same networks at initialization, in the results and the report
+  point = next(iter(results["points"].values()))
+  assert "untrained/absent_below_present" in point and "Null baseline" in report
+
+
+def test_shortcut_baselines_see_a_brightness_class_and_not_an_arrangement():
+  from experiments import shortcuts
+  rng = np.random.default_rng(0)
+  y = rng.integers(0, 2, 400)
+  bright = rng.normal(100 + 50 * y, 5)  # class = brightness: the image mean alone separates it
+  assert shortcuts.gaussian_accuracy(bright[:200], y[:200], bright[200:], y[200:]) == 1.0
+  same = rng.normal(100, 5, 400)  # one distribution for both classes: at most chance and noise
+  assert shortcuts.gaussian_accuracy(same[:200], y[:200], same[200:], y[200:]) < 0.62
