@@ -119,6 +119,9 @@ def run_point(exp: Experiment, point: Point, seed: int, runs_dir: Path) -> dict:
   measured_file = workdir / "measured.json"
   config = ml_collections.ConfigDict(point.config.to_dict())
   config.seed = seed
+  generated = config.get(config.dataset)
+  if generated is not None and "seed" in generated:  # generated data: each seed draws its own dataset
+    generated.seed = seed
   finished = stored_config_differences(workdir, config) == [] and (workdir / "results.json").exists()
   if finished and measured_file.exists():
     measured = json.loads(measured_file.read_text())

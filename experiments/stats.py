@@ -1,4 +1,6 @@
-"""Summaries across seeds: mean with a 95% Student-t interval, and a standardized effect size."""
+"""Summaries across seeds: mean with a 95% Student-t interval, a standardized effect size, and the intervals
+and tests that stay in range: Wilson's for a proportion, a bootstrap interval for a mean, and an
+equivalence test (two one-sided tests) for "at chance"."""
 
 import numpy as np
 from scipy import stats
@@ -31,3 +33,30 @@ def fmt(summary: dict, scale: float = 1.0, digits: int = 1) -> str:
   """'mean [lo, hi]' for a Markdown table."""
   m, lo, hi = (summary[k] * scale for k in ("mean", "lo", "hi"))
   return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+  """Wilson's 95% score interval for a proportion: inside [0, 1] even at 0 or n successes."""
+  p = successes / n
+  centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+  half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+  return float(centre - half), float(centre + half)
+
+
+def bootstrap_mean(values, rounds: int = 10_000, seed: int = 0) -> tuple[float, float]:
+  """Percentile bootstrap 95% interval of the mean: inside the values' range, whatever their spread."""
+  v = np.asarray(values, np.float64)
+  means = np.random.default_rng(seed).choice(v, (rounds, len(v))).mean(1)
+  return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def equivalent(values, target: float, margin: float, alpha: float = 0.05) -> bool:
+  """Two one-sided t tests: is the mean within target +- margin (e.g. "at chance")? False when the data
+  cannot tell, so "not shown equivalent" never reads as "shown different"."""
+  v = np.asarray(values, np.float64)
+  se = v.std(ddof=1) / np.sqrt(len(v))
+  if se == 0:
+    return bool(abs(v.mean() - target) < margin)
+  lower = stats.t.sf((v.mean() - (target - margin)) / se, len(v) - 1)  # H0: mean <= target - margin
+  upper = stats.t.cdf((v.mean() - (target + margin)) / se, len(v) - 1)  # H0: mean >= target + margin
+  return bool(max(lower, upper) < alpha)

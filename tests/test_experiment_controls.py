@@ -72,3 +72,26 @@ def test_shortcut_baselines_see_a_brightness_class_and_not_an_arrangement():
   assert shortcuts.gaussian_accuracy(bright[:200], y[:200], bright[200:], y[200:]) == 1.0
   same = rng.normal(100, 5, 400)  # one distribution for both classes: at most chance and noise
   assert shortcuts.gaussian_accuracy(same[:200], y[:200], same[200:], y[200:]) < 0.62
+
+
+def test_wilson_interval_against_a_hand_computation_and_in_range():
+  from experiments import stats
+  lo, hi = stats.wilson(8, 10)  # p = 0.8, z = 1.96: centre 0.7167, half-width 0.2266
+  assert abs(lo - 0.4902) < 1e-3 and abs(hi - 0.9433) < 1e-3
+  assert stats.wilson(10, 10)[1] == pytest.approx(1.0) and stats.wilson(0, 10)[0] == pytest.approx(0.0)
+
+
+def test_bootstrap_interval_stays_inside_the_values():
+  from experiments import stats
+  values = [0.98, 0.99, 1.0, 1.0, 0.97]
+  lo, hi = stats.bootstrap_mean(values)
+  assert min(values) <= lo <= np.mean(values) <= hi <= max(values)
+
+
+def test_equivalence_at_chance():
+  from experiments import stats
+  rng = np.random.default_rng(0)
+  at_chance = 0.5 + 0.01 * rng.standard_normal(10)
+  assert stats.equivalent(at_chance, 0.5, 0.05)
+  assert not stats.equivalent(at_chance + 0.2, 0.5, 0.05)  # clearly off chance
+  assert not stats.equivalent([0.4, 0.6, 0.5], 0.5, 0.05)  # too few, too noisy: not shown equivalent

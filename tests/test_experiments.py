@@ -32,6 +32,9 @@ def test_experiment_writes_results_report_and_figures(tmp_path, name):
   assert on_disk["hypothesis"] and on_disk["decision_rule"] and len(on_disk["points"]) == 2
   for point in on_disk["points"].values():
     assert point["test_accuracy"]["n"] == 2 and point["test_accuracy"]["lo"] <= point["test_accuracy"]["hi"]
+  for key in on_disk["points"]:  # generated data is drawn anew for each seed
+    seeds = [json.loads((tmp_path / "runs" / key / f"seed{s}" / "config.json").read_text()) for s in range(2)]
+    assert [c[c["dataset"]]["seed"] for c in seeds if c["dataset"] in c] in ([0, 1], [])
   report = (tmp_path / "report.md").read_text()
   for heading in ("**Hypothesis.**", "**Decision rule", "## Verdict:", "## Controls", "## Method", "## Results"):
     assert heading in report
