@@ -65,15 +65,23 @@ class Experiment:
   decide: Callable[[dict], Verdict]
   figures: Callable[[dict, Path], list[str]] | None = None
   controls: Callable[[], list[Control]] | None = None
+  # A run whose final train accuracy is below this did not learn the task: it is left out of the summaries
+  # (and counted in the report), so a verdict rests only on networks that fit their data.
+  train_accuracy_floor: float = 0.0
 
 
 # What a measured.json holds; one written under another format is measured again (not retrained).
 MEASURED_FORMAT = 2
 
 
-def summarize_point(params: dict, runs: list[dict]) -> dict:
-  """A point's summary across its seeds, metric by metric: what decide takes."""
-  return {"params": params, **{metric: stats.summarize([r[metric] for r in runs]) for metric in runs[0]}}
+def summarize_point(params: dict, runs: list[dict], floor: float = 0.0) -> dict:
+  """A point's summary, metric by metric, across its seeds that reached the train-accuracy floor: what
+  decide takes. `below_floor` counts the seeds that did not; they are `excluded` unless fewer than 2 would
+  remain (then all are kept, and the report says that the point did not learn)."""
+  fit = [r for r in runs if r.get("train_accuracy", 1.0) >= floor]
+  kept = fit if len(fit) >= 2 else runs
+  return {"params": params, "below_floor": len(runs) - len(fit), "excluded": len(runs) - len(kept),
+          **{metric: stats.summarize([r[metric] for r in kept]) for metric in runs[0]}}
 
 
 def check_controls(exp: Experiment) -> list[dict]:
@@ -155,7 +163,7 @@ def run(exp: Experiment, out_dir: Path, quick: bool = False, seeds: int = 3) -> 
   for i, point in enumerate(points):
     print(f"[{exp.name}] point {i + 1}/{len(points)}: {point.key}", flush=True)
     raw[point.key] = [run_point(exp, point, seed, out_dir / "runs") for seed in range(seeds)]
-    summaries[point.key] = summarize_point(point.params, raw[point.key])
+    summaries[point.key] = summarize_point(point.params, raw[point.key], exp.train_accuracy_floor)
   verdict = exp.decide(summaries)
   assert verdict.verdict in VERDICTS, verdict
   baselines = shortcut_baselines(points)
@@ -168,7 +176,7 @@ def run(exp: Experiment, out_dir: Path, quick: bool = False, seeds: int = 3) -> 
   results = {
       "experiment": exp.name, "question": exp.question, "hypothesis": exp.hypothesis,
       "metrics": exp.metrics, "decision_rule": exp.decision_rule, "quick": quick, "seeds": seeds,
-      "verdict": dataclasses.asdict(verdict), "controls": controls, "points": summaries,
+      "verdict": dataclasses.asdict(verdict), "controls": controls, "train_accuracy_floor": exp.train_accuracy_floor, "points": summaries,
       "shortcut_baselines": baselines, "runs": raw,
       "configs": {p.key: p.config.to_dict() for p in points}, "figures": figures,
       "wall_time_s": time.time() - t0,

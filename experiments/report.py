@@ -27,6 +27,13 @@ def render(results: dict) -> str:
       "", "Metrics:", ""]
   lines += [f"- `{m}`: {d}" for m, d in results["metrics"].items()]
   lines += ["", "## Results", ""] + table(points, params, metrics)
+  below = {key: p for key, p in points.items() if p.get("below_floor")}
+  if below:
+    floor = results.get("train_accuracy_floor", 0.0)
+    lines += ["", f"Runs below the train-accuracy floor ({floor}): " + "; ".join(
+        f"{key}: {p['below_floor']} of {p['test_accuracy']['n'] + p['excluded']}" +
+        (" (excluded)" if p["excluded"] else " (kept: fewer than 2 reached it, so this point did not learn)")
+        for key, p in below.items())]
   null = [m for m in metrics if f"untrained/{m}" in next(iter(points.values()))]
   if null:
     lines += ["", "Null baseline: the same networks at initialization (each run's own initial weights), "

@@ -31,7 +31,8 @@ ANSWER = ("Training drives the map of an absent class near zero everywhere and m
 
 # (claim, experiment that tests it), in the order the answer makes them.
 CLAIMS = (
-    ("An absent class's map is near zero (or below) everywhere.", "absent_maps"),
+    ("An absent class's map lies below the present class's map everywhere (at zero behind the final ReLU): "
+     "measured on map differences, which the loss determines.", "absent_maps"),
     ("A present class fires where the receptive field overlaps the object: the active region tracks the "
      "object mask dilated by the receptive field, and gets less sparse as the field grows.", "rf_coverage"),
     ("The layers below GAP can encode arrangement: GAP separates classes that differ only in how identical "
