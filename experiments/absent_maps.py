@@ -140,6 +140,7 @@ EXPERIMENT = Experiment(
                   f"initialization. Refuted if in some setting the interval lies below {REFUTE} (absent maps "
                   "above the present one at more than a fifth of locations). Otherwise inconclusive. Planted "
                   "controls (a positive and a negative) must come out supported and refuted first; runs below "
-                  f"{TRAIN_ACCURACY_FLOOR} train accuracy are left out.",
+                  f"{TRAIN_ACCURACY_FLOOR} train accuracy are left out, and a setting with fewer than 2 runs "
+                  "above it is left out of the verdict (a dead ReLU network's maps are all zero).",
     sweep=sweep, measure=measure, decide=decide, figures=figures, controls=controls,
     train_accuracy_floor=TRAIN_ACCURACY_FLOOR)

@@ -77,11 +77,11 @@ MEASURED_FORMAT = 2
 def summarize_point(params: dict, runs: list[dict], floor: float = 0.0) -> dict:
   """A point's summary, metric by metric, across its seeds that reached the train-accuracy floor: what
   decide takes. `below_floor` counts the seeds that did not; they are `excluded` unless fewer than 2 would
-  remain (then all are kept, and the report says that the point did not learn)."""
+  remain: then all are kept for the tables, and the point has not `learned` (decide does not see it)."""
   fit = [r for r in runs if r.get("train_accuracy", 1.0) >= floor]
   kept = fit if len(fit) >= 2 else runs
   return {"params": params, "below_floor": len(runs) - len(fit), "excluded": len(runs) - len(kept),
-          **{metric: stats.summarize([r[metric] for r in kept]) for metric in runs[0]}}
+          "learned": len(fit) >= 2, **{metric: stats.summarize([r[metric] for r in kept]) for metric in runs[0]}}
 
 
 def check_controls(exp: Experiment) -> list[dict]:
@@ -164,7 +164,12 @@ def run(exp: Experiment, out_dir: Path, quick: bool = False, seeds: int = 3) -> 
     print(f"[{exp.name}] point {i + 1}/{len(points)}: {point.key}", flush=True)
     raw[point.key] = [run_point(exp, point, seed, out_dir / "runs") for seed in range(seeds)]
     summaries[point.key] = summarize_point(point.params, raw[point.key], exp.train_accuracy_floor)
-  verdict = exp.decide(summaries)
+  learned = {key: s for key, s in summaries.items() if s["learned"]}  # a network that did not fit decides nothing
+  if learned:
+    verdict = exp.decide(learned)
+  else:
+    verdict = Verdict("inconclusive", "No point has 2 runs that reached the train-accuracy floor "
+                      f"({exp.train_accuracy_floor}): no network fit its data.", {})
   assert verdict.verdict in VERDICTS, verdict
   baselines = shortcut_baselines(points)
   failed = [c["name"] for c in controls if not c["passed"]]

@@ -32,7 +32,8 @@ def render(results: dict) -> str:
     floor = results.get("train_accuracy_floor", 0.0)
     lines += ["", f"Runs below the train-accuracy floor ({floor}): " + "; ".join(
         f"{key}: {p['below_floor']} of {p['test_accuracy']['n'] + p['excluded']}" +
-        (" (excluded)" if p["excluded"] else " (kept: fewer than 2 reached it, so this point did not learn)")
+        (" (excluded)" if p["excluded"] else " (kept in the tables: fewer than 2 reached it, so this point did "
+                                             "not learn and the verdict leaves it out)")
         for key, p in below.items())]
   null = [m for m in metrics if f"untrained/{m}" in next(iter(points.values()))]
   if null:

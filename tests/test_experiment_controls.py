@@ -101,6 +101,7 @@ def test_runs_below_the_train_accuracy_floor_are_left_out_and_counted():
   from experiments.framework import summarize_point
   runs = [{"train_accuracy": a, "test_accuracy": a} for a in (1.0, 0.995, 0.5)]
   s = summarize_point({}, runs, floor=0.99)
-  assert s["below_floor"] == 1 and s["excluded"] == 1 and s["test_accuracy"]["n"] == 2
+  assert s["below_floor"] == 1 and s["excluded"] == 1 and s["test_accuracy"]["n"] == 2 and s["learned"]
   dead = summarize_point({}, runs[1:] + [{"train_accuracy": 0.4, "test_accuracy": 0.4}], floor=0.999)
   assert dead["below_floor"] == 3 and dead["excluded"] == 0 and dead["test_accuracy"]["n"] == 3  # kept, flagged
+  assert not dead["learned"]  # and left out of the verdict (framework.run)
