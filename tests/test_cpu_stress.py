@@ -1,6 +1,7 @@
 """No crash from the native CPU path: the real training loop of every shipped model, with oneDNN, in a
-subprocess per oneDNN instruction-set cap (the kernels an AVX2, an AVX-512 and this CPU get). With oneDNN's
-library-managed scratchpad this crashed (SIGSEGV) in the first run under every cap on an AVX2 CPU."""
+subprocess per oneDNN instruction-set cap (the kernels an AVX2 and an AVX-512 CPU get, where this CPU has
+them, and this CPU's own). With oneDNN's library-managed scratchpad this crashed (SIGSEGV) in the first
+run on an AVX2 CPU."""
 
 import os
 import pathlib
