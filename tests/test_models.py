@@ -134,6 +134,27 @@ def test_rfnet_receptive_field_is_the_dial_and_parameters_do_not_move(dilation):
   assert cols.max() - cols.min() + 1 == receptive_field(4, 3, dilation)
 
 
+@pytest.mark.parametrize("dilations", [(2, 2, 2, 2), (1, 2, 3, 4)])
+def test_rfnet_mixed_dilations_reach_every_pixel_of_the_field_and_one_rate_leaves_a_lattice(dilations):
+  """The pixels one unit depends on (positive weights, no ReLU zeros) are exactly where the 1-D footprint
+  (paths through the dilated kernels) is non-zero along each axis: with one rate 2 every other pixel (the
+  gridding lattice), with mixed rates every pixel of the 1 + 2 * sum(rates) field. Parameters do not move."""
+  from gap_jax.models.rfnet import footprint, gridded, receptive_field
+  model = MODELS["rfnet"](num_classes=3, dilations=dilations, final_relu=False)
+  params, _ = init(model, (41, 41, 1))
+  assert count(params) == (9 * 1 * 32 + 32) + 3 * (9 * 32 * 32 + 32) + (32 * 3 + 3)
+  positive = jax.tree.map(lambda w: jnp.abs(w) + 0.01, params)
+  unit = lambda x: model.apply({"params": positive}, x)[1]["class_maps"][0, 20, 20, 0]
+  grad = np.asarray(jax.grad(unit)(jnp.ones((1, 41, 41, 1)))[0, :, :, 0])
+  rf = receptive_field(4, 3, dilations=dilations)
+  half = (rf - 1) // 2
+  reached = footprint(3, dilations) > 0
+  assert len(reached) == rf
+  np.testing.assert_array_equal(grad[20 - half:21 + half, 20 - half:21 + half] != 0, np.outer(reached, reached))
+  assert (grad != 0).sum() == np.outer(reached, reached).sum()  # nothing outside the field
+  assert gridded(3, dilations) == (dilations == (2, 2, 2, 2))
+
+
 def test_rfnet_refuses_an_even_kernel():
   from gap_jax.errors import UserError
   with pytest.raises(UserError, match="rfnet kernel=4: use an odd kernel"):
