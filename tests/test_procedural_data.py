@@ -43,3 +43,20 @@ def test_shapes_masks_lie_inside_their_boxes_and_are_seeded():
       assert m[y0:y1, x0:x1].any()
     assert not (m & ~inside).any()
   assert set(np.unique(labels)) == set(range(len(shapes.CLASS_NAMES)))
+
+
+def test_shapes_with_equal_area_leave_no_area_cue():
+  """By default a square covers about 2.5x a cross's pixels at the same drawn side, so the image mean alone
+  classifies; with equal_area every class covers within 20% of side^2 pixels at every side (within 2% on
+  average over the sides drawn), and the image mean is near chance."""
+  from experiments.shortcuts import gaussian_accuracy
+  sides = range(7, 15)  # generate()'s default min_size..max_size
+  for k in range(len(shapes.CLASS_NAMES)):
+    area = np.array([shapes._shape_mask(k, shapes._equal_area_size(k, side, 32)).sum() for side in sides])
+    squares = np.array(sides) ** 2
+    assert np.all(np.abs(area / squares - 1) < 0.2) and abs(area.mean() / squares.mean() - 1) < 0.02
+  for equal_area in (False, True):
+    images, labels, _, _ = shapes.generate(1200, 0, max_objects=1, equal_area=equal_area)
+    mean = images.reshape(len(images), -1).mean(1)
+    accuracy = gaussian_accuracy(mean[:800], labels[:800], mean[800:], labels[800:])
+    assert (accuracy < 0.32) == equal_area, accuracy  # chance: 0.25

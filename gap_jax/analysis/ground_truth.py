@@ -81,7 +81,7 @@ def inclusive_boxes(boxes_exclusive) -> np.ndarray:
 
 
 # The generate() keyword arguments each procedural dataset's load() passes from its config block.
-PROCEDURAL = {"shapes": (shapes, ("image_size", "max_objects")),
+PROCEDURAL = {"shapes": (shapes, ("image_size", "max_objects", "equal_area")),
               "arrangement": (arrangement, ("image_size", "cell", "motif", "jitter"))}
 
 

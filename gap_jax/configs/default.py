@@ -53,9 +53,10 @@ def get_config() -> ml_collections.ConfigDict:
   # gap_jax/data/arrangement.py: five identical motifs on a 3x3 grid of `cell`-pixel spacing per image.
   c.arrangement = ml_collections.ConfigDict(
       {"num_train": 4096, "num_test": 1024, "image_size": 32, "cell": 6, "motif": 3, "jitter": 1, "seed": 0})
-  # gap_jax/data/shapes.py: one or more shapes of the image's class on clutter.
+  # gap_jax/data/shapes.py: one or more shapes of the image's class on clutter; equal_area: every class
+  # covers as many pixels (no area cue).
   c.shapes = ml_collections.ConfigDict(
-      {"num_train": 4096, "num_test": 1024, "image_size": 32, "max_objects": 2, "seed": 0})
+      {"num_train": 4096, "num_test": 1024, "image_size": 32, "max_objects": 2, "equal_area": False, "seed": 0})
 
   # Optimisation.
   # Adam keeps the paper's final ReLU trainable; SGD (the paper's) kills every class map early (README).

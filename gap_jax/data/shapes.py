@@ -1,5 +1,13 @@
 """`shapes`: objects of several classes (shape types) at random positions and scales on clutter, one or
-more per image (all of the image's class), with pixel masks and boxes for localization metrics."""
+more per image (all of the image's class), with pixel masks and boxes for localization metrics.
+
+Drawn at the same side, a square covers about twice a triangle's pixels, so by default a class's area (and
+with it the image mean) tells the classes apart without any shape: 41% accuracy from the image mean alone
+against 25% chance. With `equal_area` each object's size is chosen so that its mask covers as many pixels
+as a square of the drawn side, whatever its class: area is then no cue, and a class is told by its shape.
+"""
+
+import functools
 
 import numpy as np
 
@@ -25,8 +33,14 @@ def _shape_mask(kind: int, size: int) -> np.ndarray:
   return mask
 
 
+@functools.cache
+def _equal_area_size(kind: int, side: int, limit: int) -> int:
+  """The size (at most `limit`) at which shape `kind` covers the pixels closest to side * side."""
+  return min(range(1, limit + 1), key=lambda size: abs(int(_shape_mask(kind, size).sum()) - side * side))
+
+
 def generate(num: int, seed: int, image_size: int = 32, min_size: int = 7, max_size: int = 14,
-             max_objects: int = 2, clutter: int = 6):
+             max_objects: int = 2, clutter: int = 6, equal_area: bool = False):
   """(images (N, S, S, 1) uint8, labels (N,), masks (N, S, S) bool, boxes (N, max_objects, 4) as
   y0, x0, y1, x1 with -1 rows where an image has fewer objects)."""
   rng = np.random.default_rng(seed)
@@ -43,6 +57,8 @@ def generate(num: int, seed: int, image_size: int = 32, min_size: int = 7, max_s
         images[i, y:y + 4, x] = rng.integers(80, 160)
     for k in range(rng.integers(1, max_objects + 1)):
       size = int(rng.integers(min_size, max_size + 1))
+      if equal_area:
+        size = _equal_area_size(int(label), size, image_size)
       y, x = rng.integers(0, image_size - size + 1, 2)
       shape = _shape_mask(int(label), size)
       patch = images[i, y:y + size, x:x + size]
@@ -55,7 +71,7 @@ def generate(num: int, seed: int, image_size: int = 32, min_size: int = 7, max_s
 
 def load(config) -> tuple[Split, Split, int]:
   s = config.shapes
-  kwargs = dict(image_size=s.image_size, max_objects=s.max_objects)
+  kwargs = dict(image_size=s.image_size, max_objects=s.max_objects, equal_area=s.equal_area)
   train = generate(s.num_train, s.seed, **kwargs)
   test = generate(s.num_test, s.seed + 1, **kwargs)
   return Split(*train[:2]), Split(*test[:2]), len(CLASS_NAMES)
