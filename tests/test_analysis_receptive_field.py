@@ -9,7 +9,7 @@ import pytest
 from jax import lax
 
 from gap_jax.analysis.receptive_field import (
-    LayerSpec, class_map_specs, effective_receptive_field, receptive_fields)
+    LayerSpec, class_map_specs, effective_receptive_field, gaussian_width, receptive_fields)
 from gap_jax.models import MODELS
 from gap_jax.models.nin import CIFAR10_BLOCKS, MNIST_BLOCKS
 
@@ -151,3 +151,17 @@ def test_effective_field_of_a_random_linear_stack_is_centred_inside_the_analytic
   assert erf.erf_HW[outside].max() == 0 and erf.erf_HW.sum() == pytest.approx(1.0)
   assert erf.size is not None and erf.size < field.size == 17
   assert erf.zero_gradient_fraction == 0
+
+
+@pytest.mark.parametrize("layers", [1, 4, 9])
+def test_gaussian_width_of_stacked_box_filters_is_the_square_root_of_depth(layers):
+  """n stacked 3x3 box filters: each adds variance 2/3 per axis (uniform on -1, 0, 1), so the field's width
+  is sqrt(2 n / 3) exactly, the square-root growth Luo et al. describe."""
+  box = np.ones(3) / 3
+  line = np.ones(1)
+  for _ in range(layers):
+    line = np.convolve(line, box)
+  field = np.outer(line, line)
+  c = (len(line) - 1) / 2
+  assert gaussian_width(np.pad(field, 5), (c + 5, c + 5)) == pytest.approx(np.sqrt(2 * layers / 3))
+  assert np.isnan(gaussian_width(np.zeros((5, 5)), (2, 2)))

@@ -8,7 +8,8 @@ uses the same kernel along both axes, so one axis describes both.
 
 Effective: put gradient 1 on one class-map location, back-propagate to the input, average |gradient| (summed
 over input channels) over inputs and parameter sets, and report the smallest square centred on the unit's
-analytic centre (or on the centre of mass) that holds a stated share of the gradient mass.
+analytic centre (or on the centre of mass) that holds a stated share of the gradient mass, and its width as
+a Gaussian's: Luo et al. show it tends to one whose width grows like the square root of depth.
 """
 
 import dataclasses
@@ -180,6 +181,17 @@ def square_size(erf_HW: np.ndarray, centre: tuple[float, float], mass: float) ->
   held = np.cumsum(erf_HW.ravel()[order]) / total
   radius = dist[order][np.searchsorted(held, mass - 1e-9)]
   return int(round(2 * radius + 1))
+
+
+def gaussian_width(erf_HW: np.ndarray, centre: tuple[float, float]) -> float:
+  """The width sigma (px) of the isotropic Gaussian with erf_HW's second moment about `centre`: the root of
+  the mean squared distance per axis, sqrt(sum w (dy^2 + dx^2) / (2 sum w)). NaN for an all-zero field."""
+  total = erf_HW.sum()
+  if total <= 0:
+    return float("nan")
+  ys, xs = np.indices(erf_HW.shape)
+  r2 = (ys - centre[0]) ** 2 + (xs - centre[1]) ** 2
+  return float(np.sqrt((erf_HW * r2).sum() / (2 * total)))
 
 
 def effective_receptive_field(maps_fn: MapsFn, params_list: Sequence, x_BHWC, position: tuple[int, int],
