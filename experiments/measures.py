@@ -1,6 +1,7 @@
-"""Measurements the experiments share, on the present class's map of each test image: the maps with
-their ground-truth objects, the active region, regions grown by a receptive field, the overlap of two
-regions, and a grid of example maps from finished runs."""
+"""Measurements the experiments share, on the present class's map of each test image: the margin maps
+(present minus mean absent, which the loss determines) with their ground-truth objects, regions grown by a
+receptive field, the overlap of two regions, how wide a blur of the objects' masks a map looks like, the
+passive-overlap map, and a grid of example maps from finished runs."""
 
 from pathlib import Path
 
@@ -13,23 +14,54 @@ from gap_jax.analysis.ground_truth import GroundTruth, ground_truth
 from gap_jax.trained import load_trained
 
 
-def present_class_maps(trained) -> tuple[np.ndarray, np.ndarray, GroundTruth]:
-  """(maps (N, H, W) of each test image's true class at image size, correct (N,), ground truth).
-  Raises ValueError when the run's dataset has no verified ground truth."""
+def margin_maps(maps_NHWK: np.ndarray, labels_N: np.ndarray) -> np.ndarray:
+  """(N, H, W): each image's present class's map minus the mean of the other classes' maps. A map added to
+  every class's map (which changes no softmax output) cancels; its spatial mean is the logit margin over
+  the average absent class."""
+  n, _, _, k = maps_NHWK.shape
+  present = maps_NHWK[np.arange(n), :, :, labels_N]
+  return present - (maps_NHWK.sum(-1) - present) / (k - 1)
+
+
+def present_margin_maps(trained) -> tuple[np.ndarray, np.ndarray, GroundTruth]:
+  """present_class_maps' triple with margin_maps in place of the raw present-class maps."""
   gt, source = ground_truth(trained.config, trained.data, "test")
   if gt is None:
     raise ValueError(source)
   logits, maps_NHWK = class_maps(trained, upsampled=True)
   labels = trained.data.test.labels
-  present_NHW = maps_NHWK[np.arange(len(labels)), :, :, labels]
-  return present_NHW, logits.argmax(-1) == labels, gt
+  return margin_maps(maps_NHWK, labels), logits.argmax(-1) == labels, gt
 
 
-def active_region(maps_NHW: np.ndarray, tau: float) -> np.ndarray:
-  """Locations where a map exceeds tau times its own maximum (map_stats' frac_above_tau region; none for
-  a map that is negative everywhere)."""
-  maps = np.asarray(maps_NHW)
-  return maps > tau * maps.max(axis=(1, 2), keepdims=True)
+def blurred(masks_NHW: np.ndarray, sigma: float) -> np.ndarray:
+  """Each mask blurred by an isotropic Gaussian of width sigma px (0: the mask), zero outside the image."""
+  masks = np.asarray(masks_NHW, np.float64)
+  return masks if sigma == 0 else ndimage.gaussian_filter(masks, (0, sigma, sigma), mode="constant")
+
+
+def blur_fit(maps_NHW: np.ndarray, masks_NHW: np.ndarray, sigmas) -> tuple[float, float]:
+  """(sigma, r2): of the masks blurred by each sigma, the one that explains the maps best, and how well:
+  the mean over images of the squared correlation of map and blurred mask (0 where it is negative), which is
+  the R^2 of fitting map = a * blurred mask + b with a >= 0, so neither a map's offset nor its scale counts."""
+  maps = np.asarray(maps_NHW, np.float64).reshape(len(maps_NHW), -1)
+  maps = maps - maps.mean(1, keepdims=True)
+  scores = []
+  for sigma in sigmas:
+    b = blurred(masks_NHW, sigma).reshape(len(maps), -1)
+    b = b - b.mean(1, keepdims=True)
+    denom = np.sqrt((maps ** 2).sum(1) * (b ** 2).sum(1))
+    r = np.where(denom > 0, (maps * b).sum(1) / np.where(denom > 0, denom, 1), 0.0)
+    scores.append(float((np.maximum(r, 0) ** 2).mean()))
+  best = int(np.argmax(scores))
+  return float(sigmas[best]), scores[best]
+
+
+def passive_overlap(masks_NHW: np.ndarray, erf_HW: np.ndarray, centre: tuple[int, int]) -> np.ndarray:
+  """What a unit whose response is its effective field's overlap with the object would map: each mask
+  correlated with the field `erf_HW` (weights of input pixels relative to the unit at `centre`)."""
+  h, w = erf_HW.shape
+  origin = (0, centre[0] - h // 2, centre[1] - w // 2)  # ndimage centres a kernel at size // 2
+  return ndimage.correlate(np.asarray(masks_NHW, np.float64), erf_HW[None], mode="constant", origin=origin)
 
 
 def dilate(masks_NHW: np.ndarray, side: int) -> np.ndarray:
@@ -49,33 +81,22 @@ def region_iou(a_NHW: np.ndarray, b_NHW: np.ndarray) -> np.ndarray:
   return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
 
-def best_fit_side(region_NHW: np.ndarray, masks_NHW: np.ndarray) -> int:
-  """The odd side s whose grown masks dilate(masks, s) best match the regions (highest mean IoU), from 1
-  to the side that covers the whole image from any one pixel."""
-  h, w = np.shape(masks_NHW)[1:]
-  sides = range(1, 2 * max(h, w), 2)
-  return max(sides, key=lambda s: region_iou(region_NHW, dilate(masks_NHW, s)).mean())
-
-
-def example_maps_figure(runs: dict[str, Path], path, *, num_images: int = 6, tau: float | None = None,
+def example_maps_figure(runs: dict[str, Path], path, *, num_images: int = 6,
                         grow_by: dict[str, int] | None = None) -> str:
   """One row per finished run (label -> workdir), one column per test image (the same in every row): the
-  present class's map with the objects' outline (white), where given the outline grown by a square of
-  side grow_by[label] (red, dashed) and the active region map > tau * max (black)."""
+  present class's margin map with the objects' outline (white) and, where given, the outline grown by a
+  square of side grow_by[label] (red, dashed)."""
   fig = Figure(figsize=(1.6 * num_images, 1.7 * len(runs)), layout="constrained")
   axes = fig.subplots(len(runs), num_images, squeeze=False)
   for row, (label, workdir) in zip(axes, runs.items()):
-    maps, correct, gt = present_class_maps(load_trained(workdir))
+    maps, correct, gt = present_margin_maps(load_trained(workdir))
     masks = gt.masks_NHW[:num_images]
     grown = dilate(masks, grow_by[label]) if grow_by else None
-    active = active_region(maps[:num_images], tau) if tau is not None else None
     for i, ax in enumerate(row):
       ax.imshow(maps[i], cmap="viridis")
       ax.contour(masks[i], [0.5], colors="white", linewidths=1)
       if grown is not None:
         ax.contour(grown[i], [0.5], colors="red", linewidths=1, linestyles="dashed")
-      if active is not None and active[i].any():
-        ax.contour(active[i], [0.5], colors="black", linewidths=0.8)
       ax.set_xticks([])
       ax.set_yticks([])
       ax.set_title(("" if correct[i] else "wrong, ") + f"[{maps[i].min():.0f}, {maps[i].max():.0f}]", fontsize=7)

@@ -33,8 +33,9 @@ ANSWER = ("Training drives the map of an absent class near zero everywhere and m
 CLAIMS = (
     ("An absent class's map lies below the present class's map everywhere (at zero behind the final ReLU): "
      "measured on map differences, which the loss determines.", "absent_maps"),
-    ("A present class fires where the receptive field overlaps the object: the active region tracks the "
-     "object mask dilated by the receptive field, and gets less sparse as the field grows.", "rf_coverage"),
+    ("A present class fires at as many locations as the receptive field allows: its margin map spreads as "
+     "the field grows, as wide as the object's passive overlap with the network's effective field.",
+     "rf_coverage"),
     ("The layers below GAP can encode arrangement: GAP separates classes that differ only in how identical "
      "motifs are arranged, once the receptive field is large enough.", "arrangement"),
     ("Because it has no parameters and keeps every location's vote, GAP regularizes compared with a fully "

@@ -15,7 +15,28 @@ WITH_CONTROLS = [name for name in experiments.NAMES if experiments.get(name).con
 
 
 def test_the_redone_claims_have_controls():
-  assert "absent_maps" in WITH_CONTROLS
+  assert {"absent_maps", "rf_coverage"} <= set(WITH_CONTROLS)
+
+
+def test_rf_coverage_turns_the_field_without_gridding():
+  from experiments.rf_coverage import KERNEL, SCHEDULES
+  from gap_jax.models.rfnet import gridded, receptive_field
+  for rf, rates in SCHEDULES.items():
+    assert receptive_field(len(rates), KERNEL, dilations=rates) == rf and not gridded(KERNEL, rates)
+    assert len(rates) == 4  # fixed depth: the same parameters at every field
+
+
+def test_rf_coverage_planted_field_is_the_stacked_kernels():
+  """The planted effective field, stacked 3x3 kernels of ones, has per-axis variance 2/3 per unit of squared
+  rate: sigma = sqrt(2/3 * sum(rate^2)), and its passive overlap is wider at a wider field."""
+  from experiments.rf_coverage import SCHEDULES, planted_maps
+  widths = []
+  for rf, rates in SCHEDULES.items():
+    m = planted_maps(np.random.default_rng(0), rf, obeys_claim=True)
+    assert m["erf_width"] == pytest.approx(np.sqrt(2 / 3 * sum(d * d for d in rates)))
+    assert m["width_over_passive"] == pytest.approx(1.0, abs=0.1)
+    widths.append(m["passive_width"])
+  assert widths == sorted(widths) and widths[-1] > widths[0] + 3
 
 
 @pytest.mark.parametrize("name", WITH_CONTROLS)
@@ -105,3 +126,12 @@ def test_runs_below_the_train_accuracy_floor_are_left_out_and_counted():
   dead = summarize_point({}, runs[1:] + [{"train_accuracy": 0.4, "test_accuracy": 0.4}], floor=0.999)
   assert dead["below_floor"] == 3 and dead["excluded"] == 0 and dead["test_accuracy"]["n"] == 3  # kept, flagged
   assert not dead["learned"]  # and left out of the verdict (framework.run)
+
+
+def test_full_runs_get_intervals_that_stay_in_range_and_few_seeds_get_t():
+  from experiments import stats
+  near_one = [1.0] * 8 + [0.98, 0.99]
+  full = stats.summarize(near_one)
+  assert full["interval"] == "bootstrap" and min(near_one) <= full["lo"] <= full["hi"] <= 1.0
+  assert stats.summarize(near_one[7:])["interval"] == "t"
+  assert stats.summarize(near_one[7:])["hi"] > 1.0  # why a full run does not use t

@@ -4,7 +4,7 @@ truth against the data modules that make it."""
 import numpy as np
 import pytest
 
-from experiments.measures import active_region, best_fit_side, dilate, region_iou
+from experiments.measures import blur_fit, blurred, dilate, margin_maps, passive_overlap, region_iou
 from gap_jax.analysis.ground_truth import ground_truth, inclusive_boxes
 from gap_jax.analysis.localization import mask_boxes
 from gap_jax.configs import default
@@ -35,22 +35,35 @@ def test_region_iou_counts_pixels():
   assert region_iou(empty, empty)[0] == 1
 
 
-def test_a_region_one_field_wider_than_the_object_matches_the_grown_mask():
-  """A 3x3 object and an active region of 7x7 around it (a field of side 5 reaching 2 px out): IoU 9/49
-  with the mask, 1 with the mask grown by 5, and 5 is the side that fits best."""
-  mask, region = square_mask(15, 6, 6, 3), square_mask(15, 4, 4, 7)
-  assert region_iou(region, mask)[0] == pytest.approx(9 / 49)
-  assert region_iou(region, dilate(mask, 5))[0] == 1
-  assert best_fit_side(region, mask) == 5
-  # the whole image: the first side that reaches the 6 px from the object to every border
-  assert best_fit_side(np.ones((1, 15, 15), bool), mask) == 13
+def test_margin_maps_are_present_minus_mean_absent_and_ignore_a_common_field():
+  rng = np.random.default_rng(0)
+  maps = rng.standard_normal((3, 4, 4, 3))
+  labels = np.array([0, 2, 1])
+  by_hand = np.stack([maps[i, ..., y] - np.delete(maps[i], y, -1).mean(-1) for i, y in enumerate(labels)])
+  np.testing.assert_allclose(margin_maps(maps, labels), by_hand)
+  np.testing.assert_allclose(margin_maps(maps + rng.standard_normal((3, 4, 4, 1)), labels), by_hand)
 
 
-def test_active_region_is_above_tau_times_the_maps_own_max():
-  """As map_stats' frac_above_tau: an all-negative map has no active location (tau * max > max)."""
-  maps = np.array([[[4.0, 2.1], [1.9, -1.0]], [[-3.0, -1.0], [-2.0, -1.5]]])
-  np.testing.assert_array_equal(active_region(maps, 0.5), [[[True, True], [False, False]],
-                                                          [[False, False], [False, False]]])
+def test_blur_fit_finds_the_blur_a_map_was_made_with_whatever_its_offset_and_scale():
+  mask = square_mask(24, 8, 9, 5)
+  for sigma in (0.0, 1.5, 3.0):
+    maps = 7 * blurred(mask, sigma) - 2  # scale and offset do not count
+    width, r2 = blur_fit(maps, mask, np.arange(0, 6.01, 0.5))
+    assert width == sigma and r2 == pytest.approx(1.0)
+  assert blur_fit(-blurred(mask, 2.0), mask, [0.0, 2.0])[1] == 0  # an inverted map resembles no blur
+
+
+def test_passive_overlap_is_the_mask_correlated_with_the_field_about_its_unit():
+  """A one-pixel object and a field that weighs the pixel one right of the unit: the object shows up at
+  the unit one left of it. A uniform 3x3 field gives each unit the share of its 3x3 window on the object."""
+  field = np.zeros((7, 7))
+  field[3, 4] = 1.0
+  out = passive_overlap(square_mask(7, 2, 2, 1), field, (3, 3))
+  assert out[0, 2, 1] == 1 and out.sum() == 1
+  box = np.zeros((8, 8))
+  box[2:5, 2:5] = 1 / 9  # centred on (3, 3) of an even-sized field
+  out = passive_overlap(square_mask(8, 3, 3, 2), box, (3, 3))
+  np.testing.assert_allclose(out[0, 2:6, 2:6], np.array([[1, 2, 2, 1], [2, 4, 4, 2], [2, 4, 4, 2], [1, 2, 2, 1]]) / 9)
 
 
 def test_inclusive_boxes_subtract_one_from_the_ends_and_fill_missing_objects():
