@@ -1,13 +1,16 @@
 """report.md from an experiment's results: hypothesis, verdict, controls, method, tables (trained, and the
 null baseline of the same networks at initialization), figures."""
 
-from experiments.stats import fmt
+from experiments.stats import BOOTSTRAP_FROM, fmt
+
+INTERVALS = {"bootstrap": f"percentile bootstrap, for {BOOTSTRAP_FROM} or more seeds", "t": "Student t"}
 
 
 def render(results: dict) -> str:
   points = results["points"]
   metrics = list(results["metrics"])
   params = list(next(iter(points.values()))["params"])
+  interval = " or ".join(INTERVALS[k] for k in sorted({p["test_accuracy"].get("interval", "t") for p in points.values()}))
   lines = [
       f"# {results['experiment']}", "",
       f"**Question.** {results['question']}", "",
@@ -21,7 +24,7 @@ def render(results: dict) -> str:
       "## Method", "",
       f"{len(points)} points x {results['seeds']} seeds, each a full run of `train_and_evaluate` "
       f"({'quick' if results['quick'] else 'full'} setting; configs in results.json). "
-      f"Cells give the mean over seeds and its 95% t interval. Training time of the runs (each a whole "
+      f"Cells give the mean over seeds and its 95% interval ({interval}). Training time of the runs (each a whole "
       f"train_and_evaluate) {results['train_time_s'] / 60:.1f} min; wall time of the invocation that wrote "
       f"this report {results['wall_time_s'] / 60:.1f} min (finished runs are reused, not rerun).",
       "", "Metrics:", ""]
