@@ -72,16 +72,19 @@ def controls_section(controls: list[dict]) -> list[str]:
 
 
 def shortcuts_section(points: dict, params: list[str], baselines: dict) -> list[str]:
-  """Per point, what one number per image (no shape, arrangement or position) already gets on its data."""
+  """Per point, what statistics that need no shape, arrangement or position already get on its data."""
   if not baselines:
     return []
-  lines = ["", "Shortcut baselines of each point's data (one Gaussian per class on one number per image, "
-           "experiments/shortcuts.py), beside the trained networks' test accuracy:", "",
-           "| " + " | ".join(params) + " | chance | image mean | bright pixels | trained |",
-           "|" + "---|" * (len(params) + 4)]
+  pairs = all("pair_statistics" in b for b in baselines.values())  # results written before it have none
+  lines = ["", "Shortcut baselines of each point's data (experiments/shortcuts.py: one Gaussian per class on the "
+           "image mean or the bright-pixel count" + ("; logistic regression on the counts of bright-pixel pairs "
+           "at each offset up to 12 px" if pairs else "") + "), beside the trained networks' test accuracy:", "",
+           "| " + " | ".join(params) + " | chance | image mean | bright pixels |" + (" pair statistics |" if pairs
+                                                                                  else "") + " trained |",
+           "|" + "---|" * (len(params) + 4 + pairs)]
   for key, point in points.items():
     b = baselines[key]
     lines.append("| " + " | ".join(str(point["params"][p]) for p in params) +
-                 f" | {b['chance']:.3f} | {b['image_mean']:.3f} | {b['bright_pixels']:.3f} | "
-                 f"{fmt(point['test_accuracy'], 1, 3)} |")
+                 f" | {b['chance']:.3f} | {b['image_mean']:.3f} | {b['bright_pixels']:.3f} | " +
+                 (f"{b['pair_statistics']:.3f} | " if pairs else "") + f"{fmt(point['test_accuracy'], 1, 3)} |")
   return lines
