@@ -118,17 +118,24 @@ def test_bfloat16_compute_keeps_float32_parameters_and_close_logits():
   np.testing.assert_allclose(np.asarray(lo16, np.float32), lo32, rtol=0.05, atol=0.05 * np.abs(lo32).max())
 
 
+def rfnet_centre_gradient(size: int, **rfnet_args) -> np.ndarray:
+  """d class map[centre] / d input of a 4 x 32 RFNet with positive weights on an all-ones image (no ReLU
+  zeros), after checking that its parameter count does not move with the dilations."""
+  model = MODELS["rfnet"](num_classes=3, final_relu=False, **rfnet_args)
+  params, _ = init(model, (size, size, 1))
+  assert count(params) == (9 * 1 * 32 + 32) + 3 * (9 * 32 * 32 + 32) + (32 * 3 + 3)
+  positive = jax.tree.map(lambda w: jnp.abs(w) + 0.01, params)
+  c = size // 2
+  unit = lambda x: model.apply({"params": positive}, x)[1]["class_maps"][0, c, c, 0]
+  return np.asarray(jax.grad(unit)(jnp.ones((1, size, size, 1)))[0, :, :, 0])
+
+
 @pytest.mark.parametrize("dilation", [1, 2, 3])
 def test_rfnet_receptive_field_is_the_dial_and_parameters_do_not_move(dilation):
   """With positive weights and no ReLU zeros, the input pixels one class-map unit depends on span
   exactly the analytic receptive field 1 + depth (k - 1) dilation."""
   from gap_jax.models.rfnet import receptive_field
-  model = MODELS["rfnet"](num_classes=3, dilation=dilation, final_relu=False)
-  params, _ = init(model, (33, 33, 1))
-  assert count(params) == (9 * 1 * 32 + 32) + 3 * (9 * 32 * 32 + 32) + (32 * 3 + 3)
-  positive = jax.tree.map(lambda w: jnp.abs(w) + 0.01, params)
-  unit = lambda x: model.apply({"params": positive}, x)[1]["class_maps"][0, 16, 16, 0]
-  grad = np.asarray(jax.grad(unit)(jnp.ones((1, 33, 33, 1)))[0, :, :, 0])
+  grad = rfnet_centre_gradient(33, dilation=dilation)
   rows, cols = np.nonzero(grad)
   assert rows.max() - rows.min() + 1 == receptive_field(4, 3, dilation)
   assert cols.max() - cols.min() + 1 == receptive_field(4, 3, dilation)
@@ -140,12 +147,7 @@ def test_rfnet_mixed_dilations_reach_every_pixel_of_the_field_and_one_rate_leave
   (paths through the dilated kernels) is non-zero along each axis: with one rate 2 every other pixel (the
   gridding lattice), with mixed rates every pixel of the 1 + 2 * sum(rates) field. Parameters do not move."""
   from gap_jax.models.rfnet import footprint, gridded, receptive_field
-  model = MODELS["rfnet"](num_classes=3, dilations=dilations, final_relu=False)
-  params, _ = init(model, (41, 41, 1))
-  assert count(params) == (9 * 1 * 32 + 32) + 3 * (9 * 32 * 32 + 32) + (32 * 3 + 3)
-  positive = jax.tree.map(lambda w: jnp.abs(w) + 0.01, params)
-  unit = lambda x: model.apply({"params": positive}, x)[1]["class_maps"][0, 20, 20, 0]
-  grad = np.asarray(jax.grad(unit)(jnp.ones((1, 41, 41, 1)))[0, :, :, 0])
+  grad = rfnet_centre_gradient(41, dilations=dilations)
   rf = receptive_field(4, 3, dilations=dilations)
   half = (rf - 1) // 2
   reached = footprint(3, dilations) > 0
