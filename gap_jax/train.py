@@ -6,7 +6,9 @@ import json
 import math
 import os
 import platform
+import subprocess
 import time
+from importlib import metadata
 from pathlib import Path
 
 import jax
@@ -26,12 +28,35 @@ from gap_jax.validate import validate_config
 from gap_jax.workdir import prepare_workdir
 
 
+# The packages whose versions decide a run's numbers; results.json records them beside the code's commit.
+RECORDED_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "tensorflow-datasets")
+
+
+def _code_commit() -> str | None:
+  """The git commit of this checkout (with "+dirty" for uncommitted changes), None outside a git clone."""
+  here = Path(__file__).parent
+  try:
+    run = lambda *args: subprocess.run(["git", *args], cwd=here, capture_output=True, text=True,
+                                       check=True, timeout=10).stdout.strip()
+    return run("rev-parse", "HEAD") + ("+dirty" if run("status", "--porcelain", "--untracked-files=no") else "")
+  except (OSError, subprocess.SubprocessError):
+    return None
+
+
+def _version(package: str) -> str | None:
+  try:
+    return metadata.version(package)
+  except metadata.PackageNotFoundError:
+    return None
+
+
 def hardware() -> dict:
   device = jax.devices()[0]
   return {"platform": device.platform, "device_kind": device.device_kind,
           "device_count": jax.device_count(), "process_count": jax.process_count(),
           "cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-          "jax": jax.__version__}
+          "jax": jax.__version__, "versions": {p: _version(p) for p in RECORDED_PACKAGES},
+          "commit": _code_commit()}
 
 
 def _check_model_fits(model, image_shape) -> None:

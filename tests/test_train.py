@@ -21,6 +21,10 @@ def test_short_run_learns_and_writes_its_files(tmp_path):
   on_disk = json.loads((tmp_path / "results.json").read_text())
   assert on_disk["final"] == results["final"] and on_disk["config"]["head"] == "gap"
   assert on_disk["hardware"]["device_count"] == jax.device_count()
+  import flax, optax
+  versions = on_disk["hardware"]["versions"]
+  assert (versions["jax"], versions["flax"], versions["optax"]) == (jax.__version__, flax.__version__,
+                                                                    optax.__version__)
   lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert {"train/loss", "train/images_per_s"} <= set(lines[0]) and any("test/accuracy" in l for l in lines)
   assert list((tmp_path / "tensorboard").iterdir()), "no TensorBoard event file"
