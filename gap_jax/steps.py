@@ -73,8 +73,8 @@ def make_train_step(model, tx, config, mean, std, steps_per_epoch: int, mesh):
     new_state = TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state)
     accuracy = (logits.argmax(-1) == y).mean()
     # The norms let the loop refuse to checkpoint a state that overflowed even while the loss was finite.
-    return new_state, {"loss": loss, "accuracy": accuracy, "grad_norm": optax.global_norm(grads),
-                       "param_norm": optax.global_norm(new_state.params)}
+    return new_state, {"loss": loss, "accuracy": accuracy, "grad_norm": optax.tree.norm(grads),
+                       "param_norm": optax.tree.norm(new_state.params)}
 
   return jit(step, mesh, config.cpu_kernels, donate_argnums=0, out_shardings=replicated(mesh))
 
