@@ -12,7 +12,8 @@
 #   ./launch.sh bench [--quick] [--parts ...]   training images/s, ours beside PyTorch (benchmarks/README.md)
 #   ./launch.sh bench-seeds                 seeds trained together (jax.vmap) vs one after another
 #   ./launch.sh bench-conv                  every NiN convolution alone: XLA, oneDNN, PyTorch
-#   ./launch.sh setup                       only create/update .venv (run once before a multi-host job)
+#   ./launch.sh setup [--cuda12|--cuda13|--tpu]   only create/update .venv (run once before a multi-host
+#                                           job); the flag installs jax for that accelerator, and is remembered
 #   ./launch.sh distributed <train args>    one process of a multi-host run: the same command on every
 #                                           host (srun, or gcloud ... tpu-vm ssh --worker=all); see README
 set -euo pipefail
@@ -22,12 +23,20 @@ PY="$VENV/bin/python"
 FASHION_MNIST=/usr/share/datasets/fashion-mnist
 
 setup() {
-  # (Re)install when the venv is new or pyproject.toml changed since the last install.
-  if [ ! -x "$PY" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
-    echo "setting up $VENV (first use: a few minutes)..."
+  # The accelerator extra: the one asked for now, else the one installed last time, else none (CPU).
+  local accelerator
+  accelerator="${1:-$(cat "$VENV/.accelerator" 2>/dev/null || echo cpu)}"
+  # (Re)install when the venv is new, pyproject.toml changed since the last install, or the extra changed.
+  if [ ! -x "$PY" ] || [ pyproject.toml -nt "$VENV/.installed" ] \
+      || [ "$accelerator" != "$(cat "$VENV/.accelerator" 2>/dev/null || echo cpu)" ]; then
+    echo "setting up $VENV for $accelerator (first use: a few minutes)..."
     python3 -m venv "$VENV"
     "$PY" -m pip install --quiet --upgrade pip
-    "$PY" -m pip install --quiet -e ".[test,cpu]"
+    # The cpu extra (oneDNN kernels) is kept with an accelerator too: it only serves the CPU backend.
+    local extras="test,cpu"
+    [ "$accelerator" = cpu ] || extras="$extras,$accelerator"
+    "$PY" -m pip install --quiet -e ".[$extras]"
+    echo "$accelerator" > "$VENV/.accelerator"
     touch "$VENV/.installed"
   fi
 }
@@ -80,7 +89,13 @@ case "$cmd" in
     setup
     exec "$PY" benchmarks/conv_layers.py "$@" ;;
   setup)
-    setup; install_data ;;
+    case "${1:-}" in
+      "") setup ;;
+      --cuda12|--cuda13|--tpu) setup "${1#--}" ;;
+      *) echo "unknown setup flag '$1': use --cuda12 (CUDA 12 driver), --cuda13 or --tpu, or none for CPU" >&2
+         exit 2 ;;
+    esac
+    install_data ;;
   distributed)
     # No set-up here: many hosts installing into one shared .venv at once would race.
     [ -x "$PY" ] || { echo "run './launch.sh setup' once first" >&2; exit 2; }
