@@ -3,8 +3,10 @@ restore onto the shardings of a template state.
 
 Orbax writes each step into a temporary directory and renames it when complete, so a write killed
 half-way never looks like a checkpoint. A finished checkpoint that is damaged later (truncated file,
-missing metadata) fails to restore: `restore_latest` then moves it aside into `corrupt/` (nothing is
-deleted), says so, and falls back to the newest one that restores.
+missing metadata) fails to restore: `restore_latest` then moves it aside into `corrupt_checkpoints/`
+(nothing is deleted), says so, and falls back to the newest one that restores. A checkpoint that is
+whole but does not fit the run's state (another model or head after --allow_config_change) is not
+damage: restoring it stops with one error naming the difference, and every checkpoint stays in place.
 """
 
 import contextlib
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from gap_jax.errors import UserError
@@ -29,7 +32,9 @@ class Checkpoints:
 
   def _open(self):
     options = ocp.CheckpointManagerOptions(max_to_keep=self._keep, enable_async_checkpointing=True)
-    return ocp.CheckpointManager(self.directory, options=options)
+    # The handler named up front, so a freshly opened manager can read a checkpoint's metadata.
+    return ocp.CheckpointManager(self.directory, options=options,
+                                 item_handlers=ocp.StandardCheckpointHandler())
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -52,8 +57,26 @@ class Checkpoints:
           "earlier checkpoints there are intact: free disk space or fix the folder, then run the same "
           "command to resume") from None
 
+  def _refuse_mismatch(self, step: int, like) -> None:
+    """One UserError when the saved tree, shapes or dtypes differ from `like`'s. Read from the metadata
+    orbax wrote, so nothing is restored (or moved aside) to find out."""
+    shapes = lambda tree: {jax.tree_util.keystr(path): (tuple(x.shape), np.dtype(x.dtype).name)
+                           for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    saved = shapes(self._manager.item_metadata(step).tree)
+    expected = shapes(ocp.tree.serialize_tree(like, keep_empty_nodes=True))
+    show = lambda shape_dtype: f"{shape_dtype[0]} {shape_dtype[1]}" if shape_dtype else "nothing"
+    differences = [f"{path}: saved {show(saved.get(path))}, this config makes {show(expected.get(path))}"
+                   for path in sorted(saved.keys() | expected.keys()) if saved.get(path) != expected.get(path)]
+    if differences:
+      more = f" (and {len(differences) - 1} more differences)" if len(differences) > 1 else ""
+      raise UserError(
+          f"the checkpoint at step {step} in {self.directory} does not fit this config's state: "
+          f"{differences[0]}{more}; every checkpoint is left in place: run with the config they were "
+          "written with, or pass --fresh_start to keep that run in previous/ and start over")
+
   def restore(self, step: int, like):
     """The state saved at `step`, with the shapes, dtypes and shardings of `like`."""
+    self._refuse_mismatch(step, like)
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)
     return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
@@ -65,6 +88,8 @@ class Checkpoints:
         if not (self.directory / str(step) / COMMIT_MARKER).exists():
           raise FileNotFoundError(f"no {COMMIT_MARKER}: the write never completed")
         return step, self.restore(step, like)
+      except UserError:  # whole but another model's: not damage, nothing is moved
+        raise
       except Exception as e:  # orbax and tensorstore raise many types for damaged files
         self._quarantine(step, e)
     return 0, like

@@ -25,7 +25,7 @@ from gap_jax.optim import make_optimizer, make_schedule
 from gap_jax.preemption import StopRequest
 from gap_jax.steps import make_epoch_order, make_evaluate, make_init, make_train_step, run_keys
 from gap_jax.validate import validate_config
-from gap_jax.workdir import prepare_workdir
+from gap_jax.workdir import prepare_workdir, record_config
 
 
 # The packages whose versions decide a run's numbers; results.json records them beside the code's commit.
@@ -106,6 +106,8 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
   checkpoints = Checkpoints(workdir / "checkpoints", config.checkpoints_to_keep)
   init = make_init(model, tx, data.image_shape, mesh, config.cpu_kernels)
   start, state = checkpoints.restore_latest(init(init_key))
+  if parallel.is_primary():
+    record_config(workdir, config)  # after the restore: a checkpoint that does not fit keeps the old record
   train_x, train_y, test_x, test_y = (parallel.replicate(a, mesh) for a in (
       data.train.images, data.train.labels, data.test.images, data.test.labels))
   train_step = make_train_step(model, tx, config, data.mean, data.std, steps_per_epoch, mesh)

@@ -1,6 +1,8 @@
 """A workdir belongs to one config. Starting a run in a workdir that holds a different config refuses,
 naming the fields that differ, unless the user asks for an override (keep the checkpoints, record the new
-config) or a fresh start (move the old run into `previous/<time>/`; nothing is deleted)."""
+config) or a fresh start (move the old run into `previous/<time>/`; nothing is deleted). The new config is
+recorded (`record_config`) only once the run's checkpoints are known to fit it, so a refused override leaves
+the workdir's config.json describing its checkpoints."""
 
 import json
 import time
@@ -44,7 +46,6 @@ def stored_config_differences(workdir: Path, config) -> list[str] | None:
 def prepare_workdir(workdir: Path, config, on_config_change: str = "refuse") -> None:
   if on_config_change not in ON_CONFIG_CHANGE:
     raise UserError(f"on_config_change={on_config_change!r}: choose one of {ON_CONFIG_CHANGE}")
-  new_json = config.to_json_best_effort(indent=2)
   try:
     workdir.mkdir(parents=True, exist_ok=True)
     diffs = stored_config_differences(workdir, config)
@@ -63,6 +64,12 @@ def prepare_workdir(workdir: Path, config, on_config_change: str = "refuse") -> 
     probe = workdir / ".write_test"
     probe.write_text("ok")
     probe.unlink()
-    (workdir / "config.json").write_text(new_json)
+  except OSError as e:
+    raise UserError(f"cannot write to workdir {workdir} ({e.strerror or e}): choose a writable --workdir")
+
+
+def record_config(workdir: Path, config) -> None:
+  try:
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
   except OSError as e:
     raise UserError(f"cannot write to workdir {workdir} ({e.strerror or e}): choose a writable --workdir")
