@@ -67,6 +67,13 @@ def _check_model_fits(model, image_shape) -> None:
                     "use larger images or a model with fewer poolings") from None
 
 
+def _progress_line(done: int, start: int, total: int, elapsed_s: float, summary: dict) -> str:
+  """What the tqdm bar shows, as one line for a log file: tqdm draws nothing when stdout is not a terminal."""
+  eta_s = (total - done) * elapsed_s / max(done - start, 1)
+  return (f"step {done}/{total} ({100 * done / total:.0f}%): loss {summary['train/loss']:.4f}, "
+          f"{summary['train/images_per_s']:.0f} images/s, ETA {time.strftime('%H:%M:%S', time.gmtime(eta_s))}")
+
+
 def _summarize(pending: list[dict], first_step: int) -> dict[str, float]:
   """Mean of the per-step metrics. A non-finite loss, gradient or parameter stops the run, naming the
   step, before its state can be checkpointed."""
@@ -123,6 +130,7 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
              dynamic_ncols=True)
   pending, order, order_epoch, done = [], None, None, start
   t_log, step_log = time.time(), start
+  t_run = t_progress = t_log
   try:
     with StopRequest() as stop:
       for step in range(start, end):
@@ -145,6 +153,9 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
           writer.write(done, summary)
           bar.update(done - step_log)
           bar.set_postfix(loss=f"{summary['train/loss']:.3f}", img_s=f"{summary['train/images_per_s']:.0f}")
+          if primary and bar.disable and now - t_progress >= config.progress_every_s:
+            t_progress = now
+            print(_progress_line(done, start, total_steps, now - t_run, summary), flush=True)
           pending, t_log, step_log = [], now, done
         if evaluate_now:
           test = jax.device_get(evaluate(state.params, test_x, test_y, len(data.test)))

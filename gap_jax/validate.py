@@ -12,7 +12,7 @@ from gap_jax.models.output import PLACEMENTS
 
 POSITIVE = ("learning_rate", "batch_size", "eval_batch_size", "log_every_steps", "checkpoints_to_keep")
 NON_NEGATIVE = ("weight_decay", "warmup_steps", "crop_padding", "eval_train_examples", "momentum",
-                "bias_lr_multiplier", "init_std")
+                "bias_lr_multiplier", "init_std", "progress_every_s")
 POSITIVE_IF_SET = ("num_train_steps", "eval_every_steps", "checkpoint_every_steps")
 
 

@@ -25,8 +25,9 @@ def _flatten(d: dict, prefix: str = "") -> dict:
   return out
 
 
-# Fields that change how fast a run computes, not what: a workdir's run may go on under another value.
-SPEED_ONLY_FIELDS = ("cpu_kernels",)
+# Fields that change how fast a run computes or how it reports progress, not what it computes: a workdir's
+# run may go on under another value (or without the field, from before it existed).
+SPEED_ONLY_FIELDS = ("cpu_kernels", "progress_every_s")
 
 
 def config_differences(old: dict, new: dict) -> list[str]:

@@ -1,4 +1,5 @@
 import json
+import re
 
 import jax
 import numpy as np
@@ -28,6 +29,14 @@ def test_short_run_learns_and_writes_its_files(tmp_path):
   lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert {"train/loss", "train/images_per_s"} <= set(lines[0]) and any("test/accuracy" in l for l in lines)
   assert list((tmp_path / "tensorboard").iterdir()), "no TensorBoard event file"
+
+
+def test_a_log_file_gets_plain_progress_lines(tmp_path, tiny_config, capsys):
+  tiny_config.progress_every_s = 0.0  # a line at every log step (8 steps, logged every 2)
+  train_and_evaluate(tiny_config, tmp_path)
+  lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("step ") and "ETA" in l]
+  assert [l.split(" (")[0] for l in lines] == ["step 2/8", "step 4/8", "step 6/8", "step 8/8"], lines
+  assert re.fullmatch(r"step 8/8 \(100%\): loss \d+\.\d{4}, \d+ images/s, ETA 00:00:00", lines[-1])
 
 
 def test_resume_is_bit_identical(tmp_path, tiny_config):

@@ -75,6 +75,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Bookkeeping.
   c.seed = 0
   c.log_every_steps = 20
+  c.progress_every_s = 60.0  # when stdout is not a terminal (SLURM logs): a plain progress line this often
   c.eval_every_steps = placeholder(int)  # None: once per epoch
   c.eval_batch_size = 500
   c.eval_train_examples = 10_000  # train-split examples scored at the end (train accuracy/loss)
