@@ -24,11 +24,11 @@ FASHION_MNIST=/usr/share/datasets/fashion-mnist
 
 setup() {
   # The accelerator extra: the one asked for now, else the one installed last time, else none (CPU).
-  local accelerator
-  accelerator="${1:-$(cat "$VENV/.accelerator" 2>/dev/null || echo cpu)}"
+  local installed accelerator
+  installed="$(cat "$VENV/.accelerator" 2>/dev/null || echo cpu)"
+  accelerator="${1:-$installed}"
   # (Re)install when the venv is new, pyproject.toml changed since the last install, or the extra changed.
-  if [ ! -x "$PY" ] || [ pyproject.toml -nt "$VENV/.installed" ] \
-      || [ "$accelerator" != "$(cat "$VENV/.accelerator" 2>/dev/null || echo cpu)" ]; then
+  if [ ! -x "$PY" ] || [ pyproject.toml -nt "$VENV/.installed" ] || [ "$accelerator" != "$installed" ]; then
     echo "setting up $VENV for $accelerator (first use: a few minutes)..."
     python3 -m venv "$VENV"
     "$PY" -m pip install --quiet --upgrade pip

@@ -4,6 +4,7 @@ config) or a fresh start (move the old run into `previous/<time>/`; nothing is d
 recorded (`record_config`) only once the run's checkpoints are known to fit it, so a refused override leaves
 the workdir's config.json describing its checkpoints."""
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -47,7 +48,7 @@ def stored_config_differences(workdir: Path, config) -> list[str] | None:
 def prepare_workdir(workdir: Path, config, on_config_change: str = "refuse") -> None:
   if on_config_change not in ON_CONFIG_CHANGE:
     raise UserError(f"on_config_change={on_config_change!r}: choose one of {ON_CONFIG_CHANGE}")
-  try:
+  with _writes_explained(workdir):
     workdir.mkdir(parents=True, exist_ok=True)
     diffs = stored_config_differences(workdir, config)
     if diffs is not None:
@@ -65,12 +66,16 @@ def prepare_workdir(workdir: Path, config, on_config_change: str = "refuse") -> 
     probe = workdir / ".write_test"
     probe.write_text("ok")
     probe.unlink()
-  except OSError as e:
-    raise UserError(f"cannot write to workdir {workdir} ({e.strerror or e}): choose a writable --workdir")
 
 
 def record_config(workdir: Path, config) -> None:
-  try:
+  with _writes_explained(workdir):
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+
+
+@contextlib.contextmanager
+def _writes_explained(workdir: Path):
+  try:
+    yield
   except OSError as e:
-    raise UserError(f"cannot write to workdir {workdir} ({e.strerror or e}): choose a writable --workdir")
+    raise UserError(f"cannot write to workdir {workdir} ({e.strerror or e}): choose a writable --workdir") from None

@@ -3,6 +3,7 @@ with one error naming the difference, and nothing is moved aside or overwritten:
 
 import json
 
+import jax
 import jax.numpy as jnp
 import pytest
 
@@ -41,13 +42,8 @@ def test_a_state_that_does_not_fit_is_refused_and_nothing_moves(tmp_path, like, 
 
 
 def test_a_state_that_fits_restores_the_newest(tmp_path):
-  step, state = saved_checkpoints(tmp_path).restore_latest(jax_zeros_like(SAVED))
+  step, state = saved_checkpoints(tmp_path).restore_latest(jax.tree.map(jnp.zeros_like, SAVED))
   assert step == 2 and float(state["params"]["w"].sum()) == 12.0
-
-
-def jax_zeros_like(tree):
-  import jax
-  return jax.tree.map(jnp.zeros_like, tree)
 
 
 def test_an_override_to_another_head_keeps_the_run_and_its_record(tmp_path, tiny_config):
