@@ -7,9 +7,12 @@ missing metadata) fails to restore: `restore_latest` then moves it aside into `c
 (nothing is deleted), says so, and falls back to the newest one that restores. A checkpoint that is
 whole but does not fit the run's state (another model or head after --allow_config_change) is not
 damage: restoring it stops with one error naming the difference, and every checkpoint stays in place.
+A read that fails for a reason that may pass (an I/O error, a storage backend that is unavailable or
+timed out) is retried with backoff and then reported, never taken for damage (`is_transient`).
 """
 
 import contextlib
+import errno
 import sys
 import time
 from pathlib import Path
@@ -22,6 +25,27 @@ from gap_jax.errors import UserError
 
 
 COMMIT_MARKER = "commit_success.txt"  # orbax writes it last
+RETRY_DELAYS_S = (1.0, 4.0, 16.0)  # waits between the attempts to read a checkpoint that failed transiently
+TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.ECONNRESET,
+                    errno.ECONNABORTED, errno.ESTALE, errno.ENETDOWN, errno.ENETUNREACH, errno.EHOSTUNREACH}
+# Status codes of tensorstore and cloud storage that say "try again", not "this file is bad".
+TRANSIENT_STATUSES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED")
+
+
+def is_transient(error: BaseException) -> bool:
+  """Whether a failed read may succeed if tried again, so the checkpoint must not be taken for damaged.
+  Looks through the chain of causes: orbax and tensorstore wrap the OSError or status they met."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, (TimeoutError, ConnectionError)):
+      return True
+    if isinstance(error, OSError) and error.errno in TRANSIENT_ERRNOS:
+      return True
+    if any(str(error).lstrip().startswith(status) for status in TRANSIENT_STATUSES):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
 
 
 class Checkpoints:
@@ -84,15 +108,37 @@ class Checkpoints:
   def restore_latest(self, like):
     """(step, state) of the newest checkpoint that restores, or (0, like) when there is none."""
     for step in sorted(self._manager.all_steps(), reverse=True):
+      if not (self.directory / str(step) / COMMIT_MARKER).exists():
+        self._quarantine(step, FileNotFoundError(f"no {COMMIT_MARKER}: the write never completed"))
+        continue
       try:
-        if not (self.directory / str(step) / COMMIT_MARKER).exists():
-          raise FileNotFoundError(f"no {COMMIT_MARKER}: the write never completed")
-        return step, self.restore(step, like)
-      except UserError:  # whole but another model's: not damage, nothing is moved
+        return step, self._restore_retrying(step, like)
+      except UserError:  # whole but another model's, or unreadable for now: not damage, nothing is moved
         raise
       except Exception as e:  # orbax and tensorstore raise many types for damaged files
         self._quarantine(step, e)
     return 0, like
+
+  def _restore_retrying(self, step: int, like):
+    """`restore`, tried again after each of RETRY_DELAYS_S while it fails transiently; then one UserError."""
+    for delay in (*RETRY_DELAYS_S, None):
+      try:
+        return self.restore(step, like)
+      except UserError:
+        raise
+      except Exception as e:
+        if not is_transient(e):
+          raise
+        if delay is None:
+          raise UserError(
+              f"reading the checkpoint at step {step} in {self.directory} kept failing "
+              f"({type(e).__name__}: {' '.join(str(e).split())[:200]}) after {len(RETRY_DELAYS_S) + 1} "
+              "attempts; it looks like a storage problem, not damage, so every checkpoint is left in "
+              "place: run the same command again once the storage answers") from None
+        print(f"warning: reading the checkpoint at step {step} failed ({type(e).__name__}: "
+              f"{str(e).splitlines()[0][:200] if str(e) else ''}); trying again in {delay:g} s",
+              file=sys.stderr)
+        time.sleep(delay)
 
   def _quarantine(self, step: int, error: Exception) -> None:
     """Move a damaged checkpoint out of orbax's sight, keeping it for a human to inspect."""

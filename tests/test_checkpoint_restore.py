@@ -1,12 +1,15 @@
 """A checkpoint that is whole but does not fit the run's state (another tree, shape or dtype) is refused
-with one error naming the difference, and nothing is moved aside or overwritten: it is not damage."""
+with one error naming the difference, and nothing is moved aside or overwritten: it is not damage. A read
+that fails transiently is retried, then reported; only damage moves a checkpoint aside."""
 
+import errno
 import json
 
 import jax
 import jax.numpy as jnp
 import pytest
 
+from gap_jax import checkpoint
 from gap_jax.checkpoint import Checkpoints
 from gap_jax.errors import UserError
 from gap_jax.train import train_and_evaluate
@@ -57,3 +60,56 @@ def test_an_override_to_another_head_keeps_the_run_and_its_record(tmp_path, tiny
   assert json.loads(before)["head"] == tiny_config.head
   assert not (tmp_path / "corrupt_checkpoints").exists()
   assert load_trained(tmp_path).step == 4  # the old run is intact and resumes
+
+
+def failing_restore(checkpoints, errors):
+  """Make `checkpoints.restore` raise the next of `errors` on each call, then restore for real."""
+  real, queue = checkpoints.restore, list(errors)
+
+  def restore(step, like):
+    if queue:
+      raise queue.pop(0)
+    return real(step, like)
+  checkpoints.restore = restore
+
+
+def eio():
+  return OSError(errno.EIO, "Input/output error")
+
+
+def wrapped_unavailable():
+  try:
+    raise ValueError("UNAVAILABLE: gcs: connection reset")
+  except ValueError as e:
+    try:
+      raise RuntimeError("tensorstore read failed") from e
+    except RuntimeError as wrapped:
+      return wrapped
+
+
+@pytest.mark.parametrize("error", [eio, wrapped_unavailable, lambda: TimeoutError("read timed out")])
+def test_a_transient_read_error_is_retried_and_nothing_moves(tmp_path, monkeypatch, error, capsys):
+  monkeypatch.setattr(checkpoint, "RETRY_DELAYS_S", (0.0, 0.0))
+  checkpoints = saved_checkpoints(tmp_path)
+  failing_restore(checkpoints, [error(), error()])  # two failures, then the storage answers
+  step, state = checkpoints.restore_latest(jax.tree.map(jnp.zeros_like, SAVED))
+  assert step == 2 and float(state["params"]["w"].sum()) == 12.0
+  assert capsys.readouterr().err.count("trying again") == 2
+  assert not (tmp_path / "corrupt_checkpoints").exists()
+
+
+def test_a_read_error_that_persists_is_reported_and_nothing_moves(tmp_path, monkeypatch):
+  monkeypatch.setattr(checkpoint, "RETRY_DELAYS_S", (0.0, 0.0))
+  checkpoints = saved_checkpoints(tmp_path)
+  failing_restore(checkpoints, [eio() for _ in range(3)])
+  with pytest.raises(UserError, match=r"step 2 .*kept failing \(OSError.*after 3 attempts.*left in place"):
+    checkpoints.restore_latest(jax.tree.map(jnp.zeros_like, SAVED))
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["1", "2"]
+  assert not (tmp_path / "corrupt_checkpoints").exists()
+
+
+def test_damage_is_told_from_a_transient_error():
+  assert checkpoint.is_transient(eio()) and checkpoint.is_transient(wrapped_unavailable())
+  assert not checkpoint.is_transient(OSError(errno.ENOENT, "No such file"))  # a file that is gone: damage
+  assert not checkpoint.is_transient(ValueError("DATA_LOSS: Error reading: unexpected end of file"))
+  assert not checkpoint.is_transient(ValueError("not a valid msgpack file"))
