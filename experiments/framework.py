@@ -12,6 +12,8 @@ Every measure is also taken of the same network at initialization (the run's own
 gives planted data that obeys the claim (expected "supported") and data that violates it ("refuted"), as
 summaries made by the experiment's own measure; they go through its own `decide` before any training, and
 a measure that cannot tell them apart leaves the experiment's verdict inconclusive, whatever the runs say.
+An experiment that declares a `convergence` criterion (experiments/convergence.py) has every run checked
+against it; a verdict resting on a point with fewer than 2 converged runs is inconclusive.
 """
 
 import dataclasses
@@ -23,9 +25,10 @@ from pathlib import Path
 import ml_collections
 
 from experiments import report, shortcuts, stats
+from experiments.convergence import Convergence, loss_drop
 from gap_jax.configs import default
 from gap_jax.data import load_dataset
-from gap_jax.train import train_and_evaluate
+from gap_jax.train import hardware, train_and_evaluate
 from gap_jax.trained import initial, load_trained
 from gap_jax.workdir import stored_config_differences
 
@@ -68,6 +71,9 @@ class Experiment:
   # A run whose final train accuracy is below this did not learn the task: it is left out of the summaries
   # (and counted in the report), so a verdict rests only on networks that fit their data.
   train_accuracy_floor: float = 0.0
+  # When set, each run's `converged` (0 or 1) is recorded by this criterion, and a point that decides the
+  # verdict needs 2 converged runs.
+  convergence: Convergence | None = None
 
 
 # What a measured.json holds; one written under another format is measured again (not retrained). Raise it
@@ -164,6 +170,10 @@ def run(exp: Experiment, out_dir: Path, quick: bool = False, seeds: int = 3) -> 
   for i, point in enumerate(points):
     print(f"[{exp.name}] point {i + 1}/{len(points)}: {point.key}", flush=True)
     raw[point.key] = [run_point(exp, point, seed, out_dir / "runs") for seed in range(seeds)]
+    if exp.convergence:
+      for seed, r in enumerate(raw[point.key]):
+        drop = loss_drop(out_dir / "runs" / point.key / f"seed{seed}" / "metrics.jsonl", exp.convergence.window)
+        r["converged"] = float(exp.convergence.converged({**r, "loss_drop": drop}))
     summaries[point.key] = summarize_point(point.params, raw[point.key], exp.train_accuracy_floor)
   learned = {key: s for key, s in summaries.items() if s["learned"]}  # a network that did not fit decides nothing
   if learned:
@@ -178,14 +188,21 @@ def run(exp: Experiment, out_dir: Path, quick: bool = False, seeds: int = 3) -> 
     verdict = Verdict("inconclusive", f"The measure failed its controls ({'; '.join(failed)}), so the runs "
                       f"decide nothing. What the rule said of them: {verdict.verdict}: {verdict.reason}",
                       verdict.effect)
+  unconverged = [key for key, s in learned.items() if "converged" in s and sum(s["converged"]["values"]) < 2]
+  if unconverged and verdict.verdict != "inconclusive":
+    verdict = Verdict("inconclusive", f"Fewer than 2 runs converged ({exp.convergence.describe()}) at "
+                      f"{', '.join(unconverged)}: train longer. What the rule said of the runs: "
+                      f"{verdict.verdict}: {verdict.reason}", verdict.effect)
   figures = exp.figures(summaries, out_dir) if exp.figures else []
   results = {
       "experiment": exp.name, "question": exp.question, "hypothesis": exp.hypothesis,
       "metrics": exp.metrics, "decision_rule": exp.decision_rule, "quick": quick, "seeds": seeds,
-      "verdict": dataclasses.asdict(verdict), "controls": controls, "train_accuracy_floor": exp.train_accuracy_floor, "points": summaries,
+      "verdict": dataclasses.asdict(verdict), "controls": controls,
+      "train_accuracy_floor": exp.train_accuracy_floor,
+      "convergence": exp.convergence.describe() if exp.convergence else None, "points": summaries,
       "shortcut_baselines": baselines, "runs": raw,
       "configs": {p.key: p.config.to_dict() for p in points}, "figures": figures,
-      "wall_time_s": time.time() - t0,
+      "wall_time_s": time.time() - t0, "finished": time.strftime("%Y-%m-%d %H:%M %Z"), "hardware": hardware(),
       "train_time_s": sum(r["train_time_s"] for runs in raw.values() for r in runs)}
   (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
   (out_dir / "report.md").write_text(report.render(results))

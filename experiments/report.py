@@ -38,6 +38,8 @@ def render(results: dict) -> str:
         (" (excluded)" if p["excluded"] else " (kept in the tables: fewer than 2 reached it, so this point did "
                                              "not learn and the verdict leaves it out)")
         for key, p in below.items())]
+  if results.get("convergence"):
+    lines += ["", convergence_line(points, results["convergence"])]
   null = [m for m in metrics if f"untrained/{m}" in next(iter(points.values()))]
   if null:
     lines += ["", "Null baseline: the same networks at initialization (each run's own initial weights), "
@@ -47,6 +49,17 @@ def render(results: dict) -> str:
   if results["figures"]:
     lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in results["figures"]]
   return "\n".join(lines) + "\n"
+
+
+def convergence_line(points: dict, criterion: str) -> str:
+  """How many of each point's runs met the experiment's convergence criterion."""
+  short = {key: (int(sum(p["converged"]["values"])), p["converged"]["n"]) for key, p in points.items()
+           if "converged" in p and sum(p["converged"]["values"]) < p["converged"]["n"]}
+  if not short:
+    return f"Every run converged ({criterion})."
+  return (f"Converged ({criterion}): every run except at " +
+          "; ".join(f"{key}: {done} of {n}" for key, (done, n) in short.items()) +
+          " (a point with fewer than 2 converged runs leaves the verdict inconclusive).")
 
 
 def table(points: dict, params: list[str], metrics: list[str]) -> list[str]:
