@@ -8,7 +8,7 @@
 #                                           writes <dir>/analysis.json and PNG figures
 #   ./launch.sh experiment <name> [--quick] [--seeds N]   a hypothesis experiment: results/<name>/report.md
 #   ./launch.sh reproduce <table> [--seeds N]            rows of a paper table: results/reproduce/<table>.md
-#   ./launch.sh test [pytest args]
+#   ./launch.sh test [--fast] [pytest args]   the suite (what CI runs); --fast leaves out the slow runs
 #   ./launch.sh bench [--quick] [--parts ...]   training images/s, ours beside PyTorch (benchmarks/README.md)
 #   ./launch.sh bench-seeds                 seeds trained together (jax.vmap) vs one after another
 #   ./launch.sh bench-conv                  every NiN convolution alone: XLA, oneDNN, PyTorch
@@ -78,6 +78,8 @@ case "$cmd" in
     exec "$PY" -m experiments.reproduce "$@" ;;
   test)
     setup
+    # --fast: every module's tests without the real training runs (marked slow), for the edit-test loop.
+    if [ "${1:-}" = --fast ]; then shift; exec "$PY" -m pytest -q -m "not slow" "$@"; fi
     exec "$PY" -m pytest -q "$@" ;;
   bench)
     setup

@@ -24,3 +24,12 @@ def test_an_unknown_setup_flag_is_refused_before_installing(tmp_path):
   done = subprocess.run([ROOT / "launch.sh", "setup", "--cuda"], capture_output=True, text=True)
   assert done.returncode == 2 and "--cuda12" in done.stderr and not done.stdout
   assert (installed.stat().st_mtime_ns if installed.exists() else None) == before
+
+
+def test_fast_leaves_out_the_slow_tests():
+  collect = lambda *flags: subprocess.run([ROOT / "launch.sh", "test", *flags, "--collect-only",
+                                           "tests/test_heads.py"], capture_output=True, text=True, cwd=ROOT)
+  everything, fast = collect(), collect("--fast")
+  assert everything.returncode == 0 and fast.returncode == 0, everything.stderr + fast.stderr
+  assert "deselected" not in everything.stdout
+  assert re.search(r"\d+/(\d+) tests collected \((\d+) deselected\)", fast.stdout), fast.stdout[-500:]
