@@ -1,5 +1,7 @@
-"""python -m experiments <name> [--quick] [--seeds N] [--out DIR]: run one hypothesis experiment, or the
-flagship why_gap_works (every claim's experiment in its quick setting, one report)."""
+"""python -m experiments <name> [--quick] [--seeds N] [--out DIR] [--shard i/n]: run one hypothesis
+experiment, or the flagship why_gap_works (every claim's experiment in its quick setting, one report).
+--shard i/n trains only every n-th of the experiment's (point, seed) runs, so that n invocations (SLURM array
+tasks, or one process per device) share a sweep; the last to finish writes the report."""
 
 import argparse
 import sys
@@ -14,10 +16,12 @@ def main() -> None:
   parser.add_argument("--quick", action="store_true", help="a reduced sweep that runs in a few minutes")
   parser.add_argument("--seeds", type=int, default=3)
   parser.add_argument("--out", type=Path, default=None, help="default: results/<name> (quick: results/<name>-quick)")
+  parser.add_argument("--shard", default=None, metavar="i/n",
+                      help="train every n-th run from the i-th; the last shard to finish writes the report")
   args = parser.parse_args()
   import experiments
   from experiments import why_gap_works
-  from experiments.framework import run
+  from experiments.framework import parse_shard, run, run_shard
   from gap_jax import compilation_cache
   from gap_jax.cpu import malloc
   malloc.restart_with_settings()
@@ -28,7 +32,10 @@ def main() -> None:
       return
     exp = experiments.get(args.name)
     out = args.out or Path("results") / (args.name + ("-quick" if args.quick else ""))
-    run(exp, out, quick=args.quick, seeds=args.seeds)
+    if args.shard:
+      run_shard(exp, out, parse_shard(args.shard), quick=args.quick, seeds=args.seeds)
+    else:
+      run(exp, out, quick=args.quick, seeds=args.seeds)
   except (UserError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

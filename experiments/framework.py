@@ -28,6 +28,7 @@ from experiments import report, shortcuts, stats
 from experiments.convergence import Convergence, loss_drop
 from gap_jax.configs import default
 from gap_jax.data import load_dataset
+from gap_jax.errors import UserError
 from gap_jax.train import hardware, train_and_evaluate
 from gap_jax.trained import initial, load_trained
 from gap_jax.workdir import stored_config_differences
@@ -154,6 +155,37 @@ def run_point(exp: Experiment, point: Point, seed: int, runs_dir: Path) -> dict:
   measured.update({f"untrained/{k}": v for k, v in exp.measure(point, initial(trained)).items()})
   measured_file.write_text(json.dumps({**measured, "format": MEASURED_FORMAT}, indent=2))
   return measured
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+  """"i/n" -> (i, n): this invocation trains every n-th (point, seed) run, starting at the i-th."""
+  try:
+    i, n = (int(x) for x in text.split("/"))
+  except ValueError:
+    i, n = -1, 0
+  if not 0 <= i < n:
+    raise UserError(f"--shard {text!r}: give i/n with 0 <= i < n, e.g. --shard 0/4 (SLURM arrays: "
+                    "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)")
+  return i, n
+
+
+def run_shard(exp: Experiment, out_dir: Path, shard: tuple[int, int], quick: bool = False,
+              seeds: int = 3) -> dict | None:
+  """Train and measure shard i of n of the experiment's (point, seed) runs; the invocations may run at once on
+  other devices or hosts that share `out_dir`. The one that finds every run finished writes the report (and
+  returns the results); the others return None."""
+  i, n = shard
+  points = exp.sweep(quick)
+  runs = [(point, seed) for point in points for seed in range(seeds)]
+  for point, seed in runs[i::n]:
+    print(f"[{exp.name}] shard {i}/{n}: {point.key} seed {seed}", flush=True)
+    run_point(exp, point, seed, Path(out_dir) / "runs")
+  left = sum(finished_measure(point, seed, Path(out_dir) / "runs") is None for point, seed in runs)
+  if left:
+    print(f"[{exp.name}] shard {i}/{n} done; {left} of {len(runs)} runs are still with other shards: the "
+          "last shard to finish writes the report", flush=True)
+    return None
+  return run(exp, out_dir, quick, seeds)
 
 
 def run(exp: Experiment, out_dir: Path, quick: bool = False, seeds: int = 3) -> dict:

@@ -1,0 +1,41 @@
+"""A sweep split over invocations (--shard i/n): each trains only its share of the (point, seed) runs, the
+report appears only once every run is finished, and it is the report an unsharded run gives."""
+
+import dataclasses
+import json
+
+import pytest
+
+import experiments
+from experiments import framework
+from experiments.framework import parse_shard, run, run_shard
+from gap_jax.errors import UserError
+from test_experiments import tiny
+
+
+def test_shards_share_a_sweep_and_the_last_writes_the_report(tmp_path, monkeypatch):
+  exp = experiments.get("gap_vs_fc")
+  small = dataclasses.replace(exp, sweep=lambda quick: tiny(exp.sweep(True)))
+  trained = []
+  real_train = framework.train_and_evaluate
+  monkeypatch.setattr(framework, "train_and_evaluate",
+                      lambda config, workdir, **kw: trained.append(workdir) or real_train(config, workdir, **kw))
+  assert run_shard(small, tmp_path, (0, 3), quick=True, seeds=2) is None  # runs 0 and 3 of 4
+  assert len(trained) == 2 and not (tmp_path / "report.md").exists()
+  assert run_shard(small, tmp_path, (2, 3), quick=True, seeds=2) is None  # run 2
+  results = run_shard(small, tmp_path, (1, 3), quick=True, seeds=2)  # run 1: the last, writes the report
+  assert len(trained) == 4 and len(set(trained)) == 4  # every run trained exactly once
+  assert (tmp_path / "report.md").exists() and results["seeds"] == 2
+  again = run(small, tmp_path, quick=True, seeds=2)  # unsharded: finds all four, trains nothing
+  assert len(trained) == 4
+  assert again["points"] == results["points"] == json.loads((tmp_path / "results.json").read_text())["points"]
+
+
+@pytest.mark.parametrize("text", ["2/2", "1", "a/b", "-1/3", "0/0"])
+def test_a_wrong_shard_is_refused(text):
+  with pytest.raises(UserError, match=r"--shard .*0 <= i < n"):
+    parse_shard(text)
+
+
+def test_shard_parses():
+  assert parse_shard("3/8") == (3, 8)
