@@ -127,22 +127,37 @@ def short_run(model: str, head: str, dataset: str, steps: int, *, eval_train_exa
   return c
 
 
+def seed_config(point: Point, seed: int) -> ml_collections.ConfigDict:
+  """The training config of one seed of a point: its own initial weights and batch order, and for generated
+  data its own draw of the dataset."""
+  config = ml_collections.ConfigDict(point.config.to_dict())
+  config.seed = seed
+  generated = config.get(config.dataset)
+  if generated is not None and "seed" in generated:
+    generated.seed = seed
+  return config
+
+
+def finished_measure(point: Point, seed: int, runs_dir: Path) -> dict | None:
+  """What a finished run of this seed measured, if it was trained with the point's config as it is now and
+  measured in the current format; else None."""
+  workdir = runs_dir / point.key / f"seed{seed}"
+  if stored_config_differences(workdir, seed_config(point, seed)) != [] or not (workdir / "measured.json").exists():
+    return None
+  measured = json.loads((workdir / "measured.json").read_text())
+  return measured if measured.pop("format", None) == MEASURED_FORMAT else None
+
+
 def run_point(exp: Experiment, point: Point, seed: int, runs_dir: Path) -> dict:
   """Train (or find) one seed of one point and measure it. measured.json makes it reusable while the
   point's config stays what the run was trained with; a changed config retrains (the old run is kept in
   the workdir's previous/)."""
   workdir = runs_dir / point.key / f"seed{seed}"
   measured_file = workdir / "measured.json"
-  config = ml_collections.ConfigDict(point.config.to_dict())
-  config.seed = seed
-  generated = config.get(config.dataset)
-  if generated is not None and "seed" in generated:  # generated data: each seed draws its own dataset
-    generated.seed = seed
+  config = seed_config(point, seed)
   finished = stored_config_differences(workdir, config) == [] and (workdir / "results.json").exists()
-  if finished and measured_file.exists():
-    measured = json.loads(measured_file.read_text())
-    if measured.pop("format", None) == MEASURED_FORMAT:
-      return measured
+  if finished and (measured := finished_measure(point, seed, runs_dir)) is not None:
+    return measured
   if finished:  # trained, but measured in another format: measure again
     results = json.loads((workdir / "results.json").read_text())
   else:
