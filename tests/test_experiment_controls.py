@@ -135,3 +135,13 @@ def test_full_runs_get_intervals_that_stay_in_range_and_few_seeds_get_t():
   assert full["interval"] == "bootstrap" and min(near_one) <= full["lo"] <= full["hi"] <= 1.0
   assert stats.summarize(near_one[7:])["interval"] == "t"
   assert stats.summarize(near_one[7:])["hi"] > 1.0  # why a full run does not use t
+
+
+def test_absent_maps_reports_a_dead_arm_instead_of_scoring_it():
+  dead = absent_maps.controls()[2]
+  verdict = absent_maps.decide(dead.summaries)
+  assert verdict.verdict == "supported" and "Not scored: planted_final-relu-True_dead" in verdict.reason
+  (key,) = [k for k in dead.summaries if k.endswith("_dead")]
+  assert dead.summaries[key]["dead_class_maps"]["mean"] == 0.25  # one of four classes
+  alive = absent_maps.controls()[0].summaries["planted_final-relu-True"]
+  assert alive["dead_class_maps"]["mean"] == 0.0
