@@ -18,11 +18,11 @@ import numpy as np
 
 from gap_jax import parallel
 from gap_jax.configs import default
-from gap_jax.data.specs import SPECS
-from gap_jax.models import build_model
-from gap_jax.optim import make_optimizer, make_schedule
 from gap_jax.cpu import compiler_options
-from gap_jax.steps import make_init, make_train_step
+from gap_jax.data import Dataset, Split
+from gap_jax.data.specs import SPECS
+from gap_jax.steps import run_keys
+from gap_jax.training_setup import build_training_setup
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import timing  # noqa: E402
@@ -39,22 +39,20 @@ def setup(name: str, seeds: int):
   model_name, model_args, dataset, batch = SETUPS[name]
   c = default.get_config()
   c.update(model=model_name, dataset=dataset, batch_size=batch, final_relu=False, dropout=0.0)
-  c.model_args.update(model_args)
+  c.model_args[model_name].update(model_args)
   num_classes, size = SPECS[dataset].num_classes, c[dataset].image_size
   rng = np.random.default_rng(0)
   n = batch * 16
-  images = jnp.asarray(rng.integers(0, 256, (n, size, size, 1), dtype=np.uint8))
-  labels = jnp.asarray(rng.integers(0, num_classes, n, dtype=np.int32))
-  mean, std = np.float32([0.5]), np.float32([0.25])
-  mesh = parallel.make_mesh()
-  model = build_model(c, num_classes)
-  tx = make_optimizer(c, make_schedule(c, 10**6, 16))
-  init = make_init(model, tx, (size, size, 1), mesh)
-  states = [init(jax.random.key(s)) for s in range(seeds)]
-  orders = [jax.random.permutation(jax.random.key(100 + s), n) for s in range(seeds)]
-  keys = [jax.random.key(200 + s) for s in range(seeds)]
-  step = make_train_step(model, tx, c, mean, std, 16, mesh)
-  return c, step, states, orders, keys, images, labels
+  split = Split(rng.integers(0, 256, (n, size, size, 1), dtype=np.uint8),
+                rng.integers(0, num_classes, n, dtype=np.int32))
+  run = build_training_setup(c, Dataset(f"random {dataset}", split, split, num_classes, np.float32([0.5]),
+                                        np.float32([0.25])))
+  images, labels, _, _ = run.on_device()
+  # Each seed's keys as its own run would draw them (gap_jax/steps.py run_keys).
+  init_keys, order_keys, step_keys = zip(*(run_keys(s) for s in range(seeds)))
+  states = [run.init(k) for k in init_keys]
+  orders = [run.epoch_order(k, 0) for k in order_keys]
+  return c, run.train_step, states, orders, list(step_keys), images, labels
 
 
 def contestants(name: str, seeds: int, steps: int):

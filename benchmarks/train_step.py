@@ -98,15 +98,15 @@ import jax  # noqa: E402  (after XLA_FLAGS)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gap_jax import parallel  # noqa: E402
 from gap_jax.configs import default  # noqa: E402
+from gap_jax.data import Dataset, Split  # noqa: E402
 from gap_jax.data.augment import augment, normalize  # noqa: E402
 from gap_jax.data.specs import SPECS  # noqa: E402
 from gap_jax.heads import HEADS, head_class  # noqa: E402
 from gap_jax.cpu import onednn  # noqa: E402
-from gap_jax.models import MODELS, build_model  # noqa: E402
-from gap_jax.optim import make_optimizer, make_schedule  # noqa: E402
-from gap_jax.steps import make_init, make_train_step  # noqa: E402
+from gap_jax.models import MODELS  # noqa: E402
+from gap_jax.steps import run_keys  # noqa: E402
+from gap_jax.training_setup import build_training_setup  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import device_peaks  # noqa: E402
@@ -141,8 +141,9 @@ def bench_config(model: str, head: str, batch: int, dtype: str):
   return c
 
 
-def synthetic_data(model: str, batch: int, num_batches: int = 16, seed: int = 0):
-  """Random images of the model's dataset shape and storage dtype; mean/std as the loader computes."""
+def synthetic_data(model: str, batch: int, num_batches: int = 16, seed: int = 0) -> Dataset:
+  """Random images of the model's dataset shape and storage dtype; mean/std as the loader computes. Its test
+  split is its training split (the benchmark never evaluates)."""
   spec = SPECS[MODEL_DATA[model][0]]
   n, rng = batch * num_batches, np.random.default_rng(seed)
   if MODEL_DATA[model][1] == np.uint8:
@@ -152,32 +153,30 @@ def synthetic_data(model: str, batch: int, num_batches: int = 16, seed: int = 0)
     images = rng.standard_normal((n, *spec.image_shape), dtype=np.float32)
     mean, std = np.zeros(spec.image_shape[-1]), np.ones(spec.image_shape[-1])
   labels = rng.integers(0, spec.num_classes, n, dtype=np.int32)
-  return images, labels, mean.astype(np.float32), std.astype(np.float32), spec.num_classes
+  split = Split(images, labels)
+  return Dataset(f"random {MODEL_DATA[model][0]}", split, split, spec.num_classes, mean.astype(np.float32),
+                 std.astype(np.float32))
 
 
 class Ours:
   """The real training step, compiled once (timed), then called exactly as the training loop calls it."""
 
-  def __init__(self, model_name, head, batch, variant, data):
+  def __init__(self, model_name, head, batch, variant, data: Dataset):
     options, dtype, conv = VARIANTS[variant]
-    images, labels, mean, std, num_classes = data
     self.config = config = bench_config(model_name, head, batch, dtype)
     config.cpu_kernels = conv
-    mesh = parallel.make_mesh()
-    steps_per_epoch = len(labels) // batch
-    self.model = build_model(config, num_classes)
-    tx = make_optimizer(config, make_schedule(config, 10**6, steps_per_epoch))
-    self.state = make_init(self.model, tx, images.shape[1:], mesh)(jax.random.key(0))
-    self.args = [parallel.replicate(a, mesh) for a in (images, labels)]
-    self.args += [jax.random.permutation(jax.random.key(1), len(labels)), jax.random.key(2)]
-    step = make_train_step(self.model, tx, config, mean, std, steps_per_epoch, mesh)
+    run = build_training_setup(config, data)
+    self.model, self.state = run.model, run.initial_state()
+    _, order_key, step_key = run_keys(config.seed)
+    train_x, train_y, _, _ = run.on_device()
+    self.args = [train_x, train_y, run.epoch_order(order_key, 0), step_key]
     t = time.perf_counter()
-    lowered = step.lower(self.state, *self.args)
+    lowered = run.train_step.lower(self.state, *self.args)
     self.compiled = lowered.compile(compiler_options=options or None)
     self.compile_s = time.perf_counter() - t
     cost = self.compiled.cost_analysis()
     self.xla_flops = (cost if isinstance(cost, dict) else cost[0]).get("flops", float("nan"))
-    self.pipeline_args = (mean, std, steps_per_epoch)
+    self.pipeline_args = (data.mean, data.std, run.steps_per_epoch)
     for _ in range(2):
       self.step()
     jax.block_until_ready(self.metrics)
@@ -222,18 +221,18 @@ class Theirs:
   """The same architecture and step in PyTorch, eager or torch.compile-d, in ours' compute dtype (bfloat16:
   autocast)."""
 
-  def __init__(self, ours: Ours, data, compiled: bool):
-    images, labels, mean, std, num_classes = data
+  def __init__(self, ours: Ours, data: Dataset, compiled: bool):
+    images, labels = data.train.images, data.train.labels
     c = ours.config
     blocks = ours.model.blocks
-    self.model = torch_reference.NiN(blocks, images.shape[1:], num_classes, c.head, c.head_placement,
-                                     dict(c.head_args), c.dropout, c.final_relu, c.init_std)
+    self.model = torch_reference.NiN(blocks, data.image_shape, data.num_classes, c.head, c.head_placement,
+                                     dict(c.head_args.get(c.head, {})), c.dropout, c.final_relu, c.init_std)
     opt = torch_reference.make_optimizer(self.model, c.learning_rate, c.momentum, c.weight_decay,
                                          c.bias_lr_multiplier)
     dtype = torch.bfloat16 if c.compute_dtype == "bfloat16" else None
     net = torch.compile(self.model) if compiled else self.model  # the same parameters, which opt updates
     self.step = torch_reference.make_train_step(net, opt, torch.from_numpy(images), torch.from_numpy(
-        labels).long(), mean, std, c.batch_size, c.crop_padding, c.flip, dtype)
+        labels).long(), data.mean, data.std, c.batch_size, c.crop_padding, c.flip, dtype)
     self.i = 0
     self.batch = c.batch_size
     t = time.perf_counter()
@@ -265,7 +264,7 @@ def compare(model_name, head, args, peaks):
   elif torch is not None and not args.no_torch:
     print(f"{model_name:9} {head:13} (no PyTorch version of this head in benchmarks/torch_reference.py)")
   samples = timing.interleave(contestants, args.rounds)
-  flops = timing.train_flops_per_image(first.model.blocks, data[0].shape[1:], data[4])
+  flops = timing.train_flops_per_image(first.model.blocks, data.image_shape, data.num_classes)
   rows = []
   for name, s in samples.items():
     o = ours.get(name[5:-1]) if name.startswith("ours") else None
@@ -338,12 +337,14 @@ def check_against_torch(model_name, head, batch=8):
   """Our logits and PyTorch's on the same parameters and input (eval mode): the same architecture."""
   data = synthetic_data(model_name, batch, num_batches=1)
   c = bench_config(model_name, head, batch, "float32")
-  model = build_model(c, data[4])
-  x = jax.random.normal(jax.random.key(3), (batch, *data[0].shape[1:]))
-  params = model.init(jax.random.key(4), x)["params"]
+  run = build_training_setup(c, data)
+  model = run.model
+  x = jax.random.normal(jax.random.key(3), (batch, *data.image_shape))
+  params = run.initial_state().params
   params = jax.tree.map(lambda p: p + 0.01 * jax.random.normal(jax.random.key(5), p.shape), params)
   ours_logits = np.asarray(model.apply({"params": params}, x, train=False)[0])
-  t = torch_reference.NiN(model.blocks, data[0].shape[1:], data[4], head, c.head_placement, dict(c.head_args))
+  t = torch_reference.NiN(model.blocks, data.image_shape, data.num_classes, head, c.head_placement,
+                          dict(c.head_args.get(head, {})))
   torch_reference.load_flax_params(t, jax.device_get(params))
   with torch.no_grad():
     theirs = t.eval()(torch.from_numpy(np.asarray(x)).permute(0, 3, 1, 2).contiguous()).numpy()

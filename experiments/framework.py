@@ -119,8 +119,7 @@ def short_run(model: str, head: str, dataset: str, steps: int, *, eval_train_exa
   `steps` steps and one evaluation at the end; `model_args` go to the model (e.g. RFNet's dilation)."""
   c = default.get_config()
   c.model, c.head, c.dataset = model, head, dataset
-  if model_args:
-    c.model_args = ml_collections.ConfigDict(model_args)
+  c.model_args[model].update(model_args)  # the model's own section (config.model_args.<model>)
   c.num_train_steps = c.eval_every_steps = steps
   c.batch_size, c.learning_rate, c.warmup_steps = 64, 2e-3, 30
   c.eval_train_examples = eval_train_examples

@@ -19,7 +19,7 @@ def config(dataset: str, head: str, quick: bool) -> ml_collections.ConfigDict:
   # 300 steps of 64: a third of a Fashion-MNIST epoch, so 9 runs per dataset fit in ~10 min on 2 cores.
   # The longer Fashion-MNIST comparison (1.5 epochs, the paper's final ReLU) is `reproduce fashion_table5`.
   c = short_run("nin_mnist", name, dataset, 100 if quick else 300, eval_train_examples=2048)
-  c.head_args.dropout = dropout
+  c.head_args.fc.dropout = dropout
   c.final_relu = False  # the same class-map layer for every head; only the pooling differs
   c.shapes.num_train = c.synthetic.num_train = 1024  # small training sets are where a regularizer shows
   return c

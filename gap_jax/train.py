@@ -1,9 +1,10 @@
 """`train_and_evaluate(config, workdir)`: the one training loop that every config, test and experiment
-calls. It resumes from the workdir's newest good checkpoint, logs metrics (metrics.jsonl, TensorBoard),
-stops cleanly on SIGTERM or a non-finite loss, and writes results.json when training is complete."""
+calls. It trains what gap_jax/training_setup.py builds from the config, resumes from the workdir's newest
+good checkpoint, logs metrics (metrics.jsonl, TensorBoard), stops cleanly on SIGTERM or a non-finite loss,
+writes results.json when training is complete and, with `profile_steps`, a jax.profiler trace of those
+steps in <workdir>/profile."""
 
 import json
-import math
 import os
 import platform
 import subprocess
@@ -17,13 +18,11 @@ from tqdm import tqdm
 
 from gap_jax import parallel
 from gap_jax.checkpoint import Checkpoints
-from gap_jax.data import load_dataset
 from gap_jax.errors import UserError
 from gap_jax.metric_writer import MetricWriter
-from gap_jax.models import build_model
-from gap_jax.optim import make_optimizer, make_schedule
 from gap_jax.preemption import StopRequest
-from gap_jax.steps import make_epoch_order, make_evaluate, make_init, make_train_step, run_keys
+from gap_jax.steps import run_keys
+from gap_jax.training_setup import build_training_setup
 from gap_jax.validate import validate_config
 from gap_jax.workdir import prepare_workdir, record_config
 
@@ -59,14 +58,6 @@ def hardware() -> dict:
           "commit": _code_commit()}
 
 
-def _check_model_fits(model, image_shape) -> None:
-  try:
-    jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, *image_shape), np.float32))
-  except (TypeError, ValueError) as e:
-    raise UserError(f"the model cannot take {image_shape} images ({str(e).splitlines()[0][:200]}): "
-                    "use larger images or a model with fewer poolings") from None
-
-
 def _progress_line(done: int, start: int, total: int, elapsed_s: float, summary: dict) -> str:
   """What the tqdm bar shows, as one line for a log file: tqdm draws nothing when stdout is not a terminal."""
   eta_s = (total - done) * elapsed_s / max(done - start, 1)
@@ -94,50 +85,45 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
   t_start = time.time()
   workdir = Path(workdir)
   validate_config(config)
-  data = load_dataset(config)
-  mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size)
   parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
-  steps_per_epoch = len(data.train) // config.batch_size
-  if steps_per_epoch == 0:
-    raise UserError(f"batch_size={config.batch_size} exceeds the {len(data.train)} training examples")
-  total_steps = config.num_train_steps or math.ceil(config.num_epochs * steps_per_epoch)
-  model = build_model(config, data.num_classes)
-  _check_model_fits(model, data.image_shape)
-  schedule = make_schedule(config, total_steps, steps_per_epoch)
-  tx = make_optimizer(config, schedule)
-  if parallel.is_primary():
-    prepare_workdir(workdir, config, on_config_change)  # only once the config is known to be good
+  primary = parallel.is_primary()
+  # After validation (a bad config writes nothing), before the data: a refused workdir does not wait for
+  # the dataset to load and preprocess (GCN + ZCA takes minutes).
+  if primary:
+    prepare_workdir(workdir, config, on_config_change)
+  run = build_training_setup(config)
+  data, steps_per_epoch, total_steps = run.data, run.steps_per_epoch, run.total_steps
 
-  init_key, order_key, step_key = run_keys(config.seed)
+  _, order_key, step_key = run_keys(config.seed)
   checkpoints = Checkpoints(workdir / "checkpoints", config.checkpoints_to_keep)
-  init = make_init(model, tx, data.image_shape, mesh, config.cpu_kernels)
-  start, state = checkpoints.restore_latest(init(init_key))
-  if parallel.is_primary():
+  start, state = checkpoints.restore_latest(run.initial_state())
+  if primary:
     record_config(workdir, config)  # after the restore: a checkpoint that does not fit keeps the old record
-  train_x, train_y, test_x, test_y = (parallel.replicate(a, mesh) for a in (
-      data.train.images, data.train.labels, data.test.images, data.test.labels))
-  train_step = make_train_step(model, tx, config, data.mean, data.std, steps_per_epoch, mesh)
-  epoch_order = make_epoch_order(len(data.train), mesh)
-  evaluate = make_evaluate(model, data.mean, data.std, config.eval_batch_size, mesh, config.cpu_kernels)
+  train_x, train_y, test_x, test_y = run.on_device()
   eval_every = config.eval_every_steps or steps_per_epoch
   checkpoint_every = config.checkpoint_every_steps or eval_every
   end = total_steps if stop_after_steps is None else min(total_steps, start + stop_after_steps)
 
-  primary = parallel.is_primary()
   writer = MetricWriter(workdir) if primary else MetricWriter.discarding()
   bar = tqdm(total=total_steps, initial=start, unit="step", disable=None if primary else True,
              dynamic_ncols=True)
   pending, order, order_epoch, done = [], None, None, start
   t_log, step_log = time.time(), start
   t_run = t_progress = t_log
+  trace_first, trace_count = config.profile_steps or (0, 0)  # steps counted from 1, as in the logs
+  traced = range(trace_first, trace_first + trace_count) if primary else range(0)  # the primary host's
+  tracing = False
   try:
     with StopRequest() as stop:
       for step in range(start, end):
+        if step + 1 in traced and not tracing:
+          jax.profiler.start_trace(workdir / "profile")
+          tracing = True
         epoch = step // steps_per_epoch
         if epoch != order_epoch:
-          order, order_epoch = epoch_order(order_key, epoch), epoch
-        state, metrics = train_step(state, train_x, train_y, order, step_key)
+          order, order_epoch = run.epoch_order(order_key, epoch), epoch
+        state, metrics = run.train_step(state, train_x, train_y, order, step_key)
         pending.append(metrics)
         done = step + 1
         evaluate_now = done % eval_every == 0 or done == total_steps
@@ -149,7 +135,7 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
           summary = _summarize(pending, step_log)  # before any save: never checkpoint a NaN
           now = time.time()
           summary["train/images_per_s"] = (done - step_log) * config.batch_size / (now - t_log)
-          summary["train/learning_rate"] = float(schedule(step))
+          summary["train/learning_rate"] = float(run.schedule(step))
           writer.write(done, summary)
           bar.update(done - step_log)
           bar.set_postfix(loss=f"{summary['train/loss']:.3f}", img_s=f"{summary['train/images_per_s']:.0f}")
@@ -158,17 +144,23 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
             print(_progress_line(done, start, total_steps, now - t_run, summary), flush=True)
           pending, t_log, step_log = [], now, done
         if evaluate_now:
-          test = jax.device_get(evaluate(state.params, test_x, test_y, len(data.test)))
+          test = jax.device_get(run.evaluate(state.params, test_x, test_y, len(data.test)))
           writer.write(done, {f"test/{k}": v for k, v in test.items()})
           bar.write(f"step {done}/{total_steps} (epoch {done / steps_per_epoch:.2f}): "
                     f"test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}")
           t_log = time.time()  # evaluation time is not training throughput
         if save_now:
           checkpoints.save(done, state)
+        if tracing and done == traced[-1]:
+          jax.block_until_ready(state)  # the trace ends once the last traced step has computed
+          jax.profiler.stop_trace()
+          tracing = False
         if stopping:
           bar.write(f"SIGTERM: checkpoint saved at step {done}; run the same command to resume")
           break
   finally:
+    if tracing:
+      jax.profiler.stop_trace()
     bar.close()
     checkpoints.close()  # waits for the last asynchronous save to be complete on disk
     writer.close()
@@ -177,9 +169,9 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
 
   n_train = min(config.eval_train_examples, len(data.train))
   final = {f"train_{k}": float(v) for k, v in
-           jax.device_get(evaluate(state.params, train_x, train_y, n_train)).items()}
+           jax.device_get(run.evaluate(state.params, train_x, train_y, n_train)).items()}
   final.update({f"test_{k}": float(v) for k, v in
-                jax.device_get(evaluate(state.params, test_x, test_y, len(data.test))).items()})
+                jax.device_get(run.evaluate(state.params, test_x, test_y, len(data.test))).items()})
   results = {"final": final, "steps": total_steps, "epochs": total_steps / steps_per_epoch,
              "train_examples_scored": n_train, "seed": config.seed, "evaluated_split": data.eval_split,
              "wall_time_s": time.time() - t_start, "resumed_from_step": start,

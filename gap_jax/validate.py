@@ -6,7 +6,8 @@ the numbers and the choices that have no lookup of their own.
 
 from gap_jax.cpu import CHOICES as CPU_KERNELS
 from gap_jax.errors import UserError
-from gap_jax.models import COMPUTE_DTYPES
+from gap_jax.heads import chosen_head_args
+from gap_jax.models import COMPUTE_DTYPES, chosen_model_args
 from gap_jax.models.layers import check_padding
 from gap_jax.models.output import PLACEMENTS
 
@@ -37,3 +38,10 @@ def validate_config(config) -> None:
   check_padding(config.padding)
   if config.cpu_kernels not in CPU_KERNELS:
     raise UserError(f"unknown cpu_kernels {config.cpu_kernels!r}: choose one of {list(CPU_KERNELS)}")
+  # Only the chosen head's and model's sections are used: a value set in another's is refused.
+  chosen_head_args(config)
+  chosen_model_args(config)
+  steps = tuple(config.profile_steps)
+  if steps and not (len(steps) == 2 and all(type(n) is int and n > 0 for n in steps)):
+    raise UserError(f"profile_steps={steps} must be two positive integers, the first step to trace and how "
+                    "many (--config.profile_steps=10,5), or () for no trace")

@@ -9,6 +9,7 @@ import json
 import time
 from pathlib import Path
 
+from gap_jax.configs import default
 from gap_jax.errors import UserError
 
 ON_CONFIG_CHANGE = ("refuse", "override", "fresh")
@@ -16,11 +17,40 @@ RUN_FILES = ("config.json", "metrics.jsonl", "results.json", "tensorboard", "che
              "corrupt_checkpoints")
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def upgraded(stored: dict) -> dict:
+  """A config read from a config.json, in today's form. Workdirs written before the per-module sections hold a
+  flat head_args (every head's fields in one dict, each head taking its own) and a flat model_args (the chosen
+  model's fields): their values move into the chosen head's and model's sections, and every other section gets
+  its defaults (its values did nothing then). A field added since gets its default, which by the rule of
+  gap_jax/configs/default.py is what runs did before the field existed."""
+  sections = json.loads(default.get_config().to_json_best_effort())  # as stored: tuples as lists
+  out = _with_defaults(stored, sections)
+  for kind, chosen in (("head_args", stored.get("head")), ("model_args", stored.get("model"))):
+    old = stored.get(kind) or {}
+    if old and all(isinstance(v, dict) for v in old.values()):
+      continue  # already one section per module
+    out[kind] = sections[kind]
+    if chosen in out[kind]:
+      out[kind][chosen] = {**out[kind][chosen], **{k: v for k, v in old.items() if k in out[kind][chosen]}}
+  return out
+
+
+def _with_defaults(stored: dict, defaults: dict) -> dict:
+  """`stored`, with every field it lacks taken from `defaults`, at every depth."""
+  out = dict(stored)
+  for k, v in defaults.items():
+    if k not in out:
+      out[k] = v
+    elif isinstance(v, dict) and isinstance(out[k], dict):
+      out[k] = _with_defaults(out[k], v)
+  return out
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
   out = {}
   for k, v in d.items():
     if isinstance(v, dict):
-      out.update(_flatten(v, f"{prefix}{k}."))
+      out.update(flatten(v, f"{prefix}{k}."))
     else:
       out[f"{prefix}{k}"] = v
   return out
@@ -28,11 +58,11 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 # Fields that change how fast a run computes or how it reports progress, not what it computes: a workdir's
 # run may go on under another value (or without the field, from before it existed).
-SPEED_ONLY_FIELDS = ("cpu_kernels", "progress_every_s")
+SPEED_ONLY_FIELDS = ("cpu_kernels", "progress_every_s", "profile_steps")
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
-  a, b = _flatten(old), _flatten(new)
+  a, b = flatten(old), flatten(new)
   return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
           for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in SPEED_ONLY_FIELDS]
 
@@ -42,7 +72,8 @@ def stored_config_differences(workdir: Path, config) -> list[str] | None:
   config_file = workdir / "config.json"
   if not config_file.exists():
     return None
-  return config_differences(json.loads(config_file.read_text()), json.loads(config.to_json_best_effort()))
+  stored = upgraded(json.loads(config_file.read_text()))
+  return config_differences(stored, json.loads(config.to_json_best_effort()))
 
 
 def prepare_workdir(workdir: Path, config, on_config_change: str = "refuse") -> None:

@@ -12,7 +12,7 @@ from gap_jax.cpu import onednn
 from gap_jax.train import train_and_evaluate
 
 RUNS = {"nin": {}, "nin_mnist": {}, "cnn": {},
-        **{f"rfnet_d{d}": {"model_args": {"dilation": d}} for d in (1, 2, 4, 8)}}
+        **{f"rfnet_d{d}": {"model_args": {"rfnet": {"dilation": d}}} for d in (1, 2, 4, 8)}}
 
 
 def config_for(run: str):

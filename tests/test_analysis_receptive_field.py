@@ -68,7 +68,8 @@ def test_analytic_field_is_the_extent_of_the_input_gradient(seed):
 
 
 def config_for(model: str, placement: str = "classify_then_pool", **model_args):
-  return ml_collections.ConfigDict({"model": model, "head_placement": placement, "model_args": model_args})
+  return ml_collections.ConfigDict(
+      {"model": model, "head_placement": placement, "model_args": {model: model_args}})
 
 
 def test_nin_class_maps_have_the_papers_27_px_and_the_mnist_variant_35():

@@ -14,10 +14,9 @@ import pytest
 from gap_jax.configs import default
 from gap_jax.errors import UserError
 from gap_jax.heads import HEADS, make_head
-from gap_jax.models import MODELS
+from gap_jax.models import MODELS, build_model
 
-DEFAULT_ARGS = dict(default.get_config().head_args)
-SMALL = {"num_heads": 2, "embed_dim": 16, "attention_dim": 8}  # attention heads sized for 6 channels
+SMALL = {"map": {"num_heads": 2}, "attention_mil": {"embed_dim": 16, "attention_dim": 8}}  # for 6 channels
 B, H, W, C = 3, 5, 4, 6  # H != W so that a mix-up of the two axes shows
 N = H * W
 
@@ -27,8 +26,8 @@ def random_maps(seed=0, shape=(B, H, W, C), low=-2.0, high=2.0):
 
 
 def init_head(name, x, **args):
-  """(head, variables): head `name` with the default head_args updated by `args`, initialised on x."""
-  head = make_head(name, {**DEFAULT_ARGS, **SMALL, **args})
+  """(head, variables): head `name` with its defaults updated by `args`, initialised on x."""
+  head = make_head(name, {**SMALL.get(name, {}), **args})
   return head, head.init(jax.random.key(0), jnp.asarray(x))
 
 
@@ -293,7 +292,7 @@ def test_lse_and_gem_gradients_match_their_closed_forms():
 
 def build(head, placement, **head_args):
   model = MODELS["nin_mnist"](num_classes=4, head=head, head_placement=placement,
-                              head_args={**DEFAULT_ARGS, **head_args})
+                              head_args=head_args)
   return jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 16, 16, 1), jnp.float32))
 
 
@@ -314,14 +313,16 @@ def test_refusal_comes_before_any_training(tmp_path, tiny_config):
 
 
 @pytest.mark.parametrize("head,field,value,message", [
-    ("lse", "r", 0.0, "head_args.r=0.0 must be positive"),
-    ("gem", "p", -1.0, "head_args.p=-1.0 must be positive"),
-    ("topk", "k_max", 0.0, "head_args.k_max=0.0 must be positive"),
-    ("topk", "k_max", 0.01, "selects no location of the 16"),  # round(0.01 * 4 * 4) = 0
-    ("gwrp", "decay", 1.5, r"head_args.decay=1.5 must be in \[0, 1\]"),
-    ("fc", "dropout", 1.0, "head_args.dropout=1.0"),
-    ("map", "num_heads", 7, "must divide the 96 feature channels"),
-    ("attention_mil", "attention_dim", 0, "head_args.attention_dim=0 must be positive"),
+    ("lse", "r", 0.0, r"head_args.lse.r=0.0 must be positive \(set --config.head_args.lse.r=...\)"),
+    ("gem", "p", -1.0, "head_args.gem.p=-1.0 must be positive"),
+    ("topk", "k_max", 0.0, "head_args.topk.k_max=0.0 must be positive"),
+    ("topk", "k_max", 0.01, "head_args.topk.k_max=0.01 selects no location of the 16"),  # round(0.01 * 16) = 0
+    ("gwrp", "decay", 1.5, r"head_args.gwrp.decay=1.5 must be in \[0, 1\]"),
+    ("fc", "dropout", 1.0, "head_args.fc.dropout=1.0"),
+    ("map", "num_heads", 7, "head_args.map.num_heads=7 must divide the 96 feature channels"),
+    ("attention_mil", "attention_dim", 0, "head_args.attention_mil.attention_dim=0 must be positive"),
+    ("gem", "r", 5.0, "head_args.gem.r is not a field of head 'gem': gem takes p, eps, learn_p"),
+    ("gap", "dropout", 0.5, "head_args.gap.dropout is not a field of head 'gap': gap takes no arguments"),
 ])
 def test_bad_head_hyper_parameters_are_refused(head, field, value, message):
   with pytest.raises(UserError, match=message):
@@ -329,24 +330,29 @@ def test_bad_head_hyper_parameters_are_refused(head, field, value, message):
 
 
 def test_head_args_come_from_the_command_line(monkeypatch):
-  """`--config.head_args.<field>=...` reaches the head (config_flags reads its overrides from sys.argv)."""
+  """`--config.head_args.<head>.<field>=...` reaches the head (config_flags reads its overrides from sys.argv),
+  and only the chosen head's section does."""
   from absl import flags
   from ml_collections import config_flags
-  argv = ["prog", "--config=gap_jax/configs/default.py", "--config.head=lse", "--config.head_args.r=5",
-          "--config.head_args.learn_r=true", "--config.head_args.k_max=3", "--config.head_args.mlp_dim=64"]
+  argv = ["prog", "--config=gap_jax/configs/default.py", "--config.head=map",
+          "--config.head_placement=pool_then_classify", "--config.head_args.map.num_heads=4",
+          "--config.head_args.map.mlp_dim=64"]
   monkeypatch.setattr("sys.argv", argv)
   flag_values = flags.FlagValues()
   config_flags.DEFINE_config_file("config", None, flag_values=flag_values)
   flag_values(argv)
-  args = dict(flag_values.config.head_args)
-  assert args["r"] == 5.0 and args["learn_r"] is True and args["k_max"] == 3 and args["mlp_dim"] == 64
-  head = make_head("lse", args)
-  assert (head.r, head.learn_r) == (5.0, True)
+  model = build_model(flag_values.config, 10)
+  assert model.head_args == {"num_heads": 4, "mlp_dim": 64}
+  head = make_head("map", model.head_args)
+  assert (head.num_heads, head.mlp_dim) == (4, 64)
 
 
-def test_every_head_field_has_a_config_default():
-  fields = {f.name for cls in HEADS.values() for f in dataclasses.fields(cls)} - {"parent", "name"}
-  assert set(DEFAULT_ARGS) == fields
+def test_each_head_section_holds_exactly_the_heads_fields_and_defaults():
+  """What a head built with no arguments has, field by field (None defaults included)."""
+  head_args = default.get_config().head_args
+  for name, cls in HEADS.items():
+    fields = [f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name")]
+    assert dict(head_args.get(name, {})) == {f: getattr(cls(), f) for f in fields}, name
 
 
 # ---- One short real training run per head. ----
@@ -377,7 +383,8 @@ def test_each_head_learns_the_synthetic_task(tmp_path, head, placement, args):
   from gap_jax.train import train_and_evaluate
   config = synthetic.get_config()  # 60 steps, 4 classes: chance is 25%
   config.head, config.head_placement = head, placement
-  config.head_args.update(args)
+  if args:
+    config.head_args[head].update(args)
   config.eval_every_steps = config.num_train_steps  # one evaluation, at the end
   results = train_and_evaluate(config, tmp_path)
   assert results["final"]["test_accuracy"] > 0.6, results["final"]

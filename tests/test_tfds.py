@@ -35,7 +35,7 @@ TFDS_DATASETS = [name for name, spec in DATASETS.items() if spec.tfds_name]
 def config(tiny_config, tmp_path):
   tiny_config.data_source = "tfds"
   tiny_config.preprocess_cache_dir = str(tmp_path / "cache")
-  tiny_config.model, tiny_config.model_args = "nin", {"blocks": (((8, 3),), ((8, 3),))}  # tiny NiN
+  tiny_config.model, tiny_config.model_args.nin.blocks = "nin", (((8, 3),), ((8, 3),))  # tiny NiN
   tiny_config.batch_size = 4
   return tiny_config
 

@@ -127,12 +127,12 @@ def class_map_specs(config) -> list[LayerSpec]:
 
   Classify-then-pool adds the map layer (NiN: 1x1 conv; cnn: 3x3 local layer, pad 1); pool-then-classify
   maps are a 1x1 linear combination of the features, which adds nothing."""
-  from gap_jax.models import MODELS  # the models' own tables, so an edit there shows up here
+  from gap_jax.models import MODELS, chosen_model_args  # the models' own tables, so an edit there shows up here
   name = config.model
   if name == "cnn":
     specs, map_layer = cnn_specs(), LayerSpec("class_maps_local_3x3", 3, 1, 1)
   elif name in MODELS and "blocks" in getattr(MODELS[name], "keywords", {}):
-    blocks = dict(config.get("model_args", {})).get("blocks", MODELS[name].keywords["blocks"])
+    blocks = chosen_model_args(config).get("blocks", MODELS[name].keywords["blocks"])
     specs, map_layer = nin_specs(blocks), LayerSpec("class_maps_1x1", 1)
   else:
     raise UserError(f"no layer geometry known for model {name!r}: describe it as a list of LayerSpec")

@@ -1,11 +1,17 @@
 """Every field a training run reads, with its default. Other configs start from this one.
 
+A field added later must default to what runs did before it existed: workdirs written before it are read
+with that default (gap_jax/workdir.py `upgraded`), so they still resume and still count as the same config.
+
 Run: ./launch.sh train --config gap_jax/configs/default.py --workdir runs/default
 (NiN MNIST variant, GAP head, on the synthetic dataset: about a minute on 2 CPU cores.)
 """
 
 import ml_collections
 from ml_collections.config_dict import placeholder
+
+from gap_jax.heads import head_arg_sections
+from gap_jax.models import model_arg_sections
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -14,17 +20,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.model = "nin_mnist"  # gap_jax.models.MODELS
   c.head = "gap"  # gap_jax.heads.HEADS
   c.head_placement = "classify_then_pool"  # or "pool_then_classify"
-  # The heads' own hyper-parameters; each head takes only its fields (gap_jax/heads, README "Heads").
-  c.head_args = ml_collections.ConfigDict({
-      "dropout": 0.0,  # fc: dropout before the dense layer
-      "r": 10.0, "learn_r": False,  # lse: sharpness r (r -> 0: mean, r -> inf: max); learn_r trains it
-      "p": 3.0, "eps": 1e-6, "learn_p": True,  # gem: exponent p (trained from this init), clamp eps
-      "k_max": 0.2, "k_min": 0.2, "alpha": 0.7,  # topk (WILDCAT): counts, or fractions of H*W below 1
-      "decay": 0.996,  # gwrp: rank weights decay^(j-1) (1: mean, 0: max)
-      "num_heads": 8, "mlp_dim": placeholder(int),  # map: attention heads; MLP width (None: 4 * C)
-      "embed_dim": 500, "attention_dim": 128,  # attention_mil: Ilse et al.'s L (0: no embedding), D
-  })
-  c.model_args = ml_collections.ConfigDict()  # extra model fields, e.g. {"num_maps": 16} for "cnn"
+  # Each head's and each model's own hyper-parameters: one section per module, made from its fields with their
+  # defaults (gap_jax/configs/sections.py). Only the chosen head's and model's sections are used; a value set in
+  # another's is refused. E.g. --config.head_args.gem.p=4, --config.model_args.rfnet.dilation=2.
+  c.head_args = head_arg_sections()
+  c.model_args = model_arg_sections()
   c.dropout = 0.5  # after each pooling layer inside the model
   c.final_relu = True  # the paper's ReLU after the class-map layer
   c.padding = "zeros"  # what convolutions see beyond the border: "zeros", "circular" (wrapped), "valid" (none)
@@ -81,4 +81,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_train_examples = 10_000  # train-split examples scored at the end (train accuracy/loss)
   c.checkpoint_every_steps = placeholder(int)  # None: at each evaluation
   c.checkpoints_to_keep = 3
+  # (first, count), e.g. --config.profile_steps=10,5: a jax.profiler trace of steps first..first+count-1
+  # (counted from 1, as in the logs) in <workdir>/profile, for TensorBoard's profile plugin; (): none.
+  c.profile_steps = ()
   return c

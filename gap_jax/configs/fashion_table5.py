@@ -8,14 +8,15 @@ all rows keep the paper's dropout inside the network and its ReLU on the class m
 """
 
 from gap_jax.configs import nin_fashion_mnist
+from gap_jax.errors import UserError
 
 ROWS = {"gap": ("gap", 0.0), "fc": ("fc", 0.0), "fc_dropout": ("fc", 0.5)}
 
 
 def get_config(row: str = "gap"):
   if row not in ROWS:
-    raise ValueError(f"unknown row {row!r}: use one of {sorted(ROWS)} (--config gap_jax/configs/fashion_table5.py:gap)")
+    raise UserError(f"unknown row {row!r}: use one of {sorted(ROWS)} (--config gap_jax/configs/fashion_table5.py:gap)")
   c = nin_fashion_mnist.get_config()
-  c.head, c.head_args.dropout = ROWS[row]
+  c.head, c.head_args.fc.dropout = ROWS[row]
   c.num_epochs = 1.5
   return c

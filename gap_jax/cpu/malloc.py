@@ -1,8 +1,8 @@
 """glibc's malloc, set for XLA:CPU: one heap that keeps freed memory, so the per-step temp buffer (0.3-0.8 GB
-for NiN) is reused instead of mmap-ed and page-faulted afresh at every step (benchmarks/README.md: 0 page
-faults a step instead of ~67k, ~1.4x the nin_mnist step). glibc reads these variables when a process starts
-(mallopt later does not reach XLA's allocations), so an entry point calls `restart_with_settings()` first:
-it re-executes the process with them where JAX will compute on the CPU, and does nothing on a GPU or TPU."""
+for NiN) is reused instead of mmap-ed and page-faulted afresh at every step (benchmarks/README.md, "Page
+faults", has the measurements). glibc reads these variables when a process starts (mallopt later does not
+reach XLA's allocations), so an entry point calls `restart_with_settings()` first: it re-executes the
+process with them where JAX will compute on the CPU, and does nothing on a GPU or TPU."""
 
 import importlib.metadata
 import os

@@ -9,15 +9,15 @@ simple.py: a fixed formula per channel (gap, gmp, lse, gem, topk, gwrp, avgmax, 
 attention.py: learned attention over the locations (map, attention_mil).
 
 To add a head: write a module with `__call__(self, x_BHWC, train: bool)` and put it in `HEADS`. Its
-dataclass fields are its hyper-parameters: add each to `head_args` in gap_jax/configs/default.py with
-its default, so `--config.head_args.<field>=...` sets it.
+dataclass fields, each with a default, are its hyper-parameters: the config gets a section
+`head_args.<head>` of them (gap_jax/configs/sections.py), so `--config.head_args.<head>.<field>=...` sets one.
 """
 
-import dataclasses
 from collections.abc import Mapping
 
 import flax.linen as nn
 
+from gap_jax.configs import sections
 from gap_jax.errors import UserError
 from gap_jax.heads.attention import GatedAttentionMIL, MultiheadAttentionPool
 from gap_jax.heads.simple import (AvgMaxPool, CatAvgMaxPool, Flatten, GeneralizedMeanPool, GlobalAvgPool,
@@ -44,8 +44,23 @@ def head_class(head: str) -> type[nn.Module]:
   return HEADS[head]
 
 
+def head_arg_sections():
+  """config.head_args: one section per head that has hyper-parameters, with the head's defaults."""
+  return sections.sections(HEADS)
+
+
+def chosen_head_args(config) -> dict:
+  """The chosen head's section of `config.head_args`; a value set in another head's section is refused."""
+  head_class(config.head)
+  return sections.chosen_args(config, "head_args", "head", HEADS)
+
+
+def heads_taking(field: str) -> list[str]:
+  return [name for name, cls in HEADS.items() if field in sections.arguments(cls)]
+
+
 def make_head(head: str, head_args: Mapping[str, object], **module_kwargs) -> nn.Module:
-  """The head called `head`, given those of `head_args` that are its own fields."""
+  """The head called `head`, with `head_args` (its own fields only)."""
   cls = head_class(head)
-  own = {f.name for f in dataclasses.fields(cls)} - {"parent", "name"}
-  return cls(**{k: v for k, v in head_args.items() if k in own}, **module_kwargs)
+  sections.refuse_unknown("head_args", "head", head, head_args, cls)
+  return cls(**head_args, **module_kwargs)

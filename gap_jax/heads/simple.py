@@ -18,7 +18,9 @@ from gap_jax.errors import UserError
 def check_arg(ok: bool, field: str, value, rule: str) -> None:
   """Refuse a bad head hyper-parameter when the head is built (before any compute)."""
   if not ok:
-    raise UserError(f"head_args.{field}={value!r} {rule} (set --config.head_args.{field}=...)")
+    from gap_jax.heads import heads_taking  # the registry imports this module
+    path = f"head_args.{'|'.join(heads_taking(field))}.{field}"
+    raise UserError(f"{path}={value!r} {rule} (set --config.{path}=...)")
 
 
 def _tokens(x_BHWC):

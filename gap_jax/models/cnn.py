@@ -27,7 +27,7 @@ def local_maps(features: int, kernel_init, dtype, padding: str = "zeros") -> nn.
 
 
 class ConventionalCNN(PooledClassifier):
-  """`dropout` is unused: the paper's CNN has dropout only before its FC layer (head_args.dropout)."""
+  """`dropout` is unused: the paper's CNN has dropout only before its FC layer (head_args.fc.dropout)."""
 
   kernel_init: str = "normal"
   num_maps: int | None = None  # maps of the local layer; None: num_classes

@@ -50,7 +50,7 @@ class PooledOutput(nn.Module):
   num_classes: int
   head: str = "gap"
   placement: str = CLASSIFY_THEN_POOL
-  head_args: Any = None  # a mapping of head hyper-parameters
+  head_args: Any = None  # the head's own hyper-parameters (its section of config.head_args)
   final_relu: bool = True  # the paper's ReLU after the class-map layer
   num_maps: int | None = None  # maps made by the map layer; default num_classes
   make_map_layer: Callable[..., nn.Module] = conv1x1_maps

@@ -15,7 +15,7 @@ def get_config():
   c = recipe.get_config()
   c.dataset = "cifar10"
   c.model, c.head = "cnn", "fc"
-  c.model_args.num_maps = 16  # the local layer makes 16 maps for FC
-  c.head_args.dropout = 0.0
+  c.model_args.cnn.num_maps = 16  # the local layer makes 16 maps for FC
+  c.head_args.fc.dropout = 0.0
   c.dropout = 0.0
   return c

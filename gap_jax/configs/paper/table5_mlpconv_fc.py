@@ -15,5 +15,5 @@ def get_config():
   c = recipe.get_config()
   c.dataset = "cifar10"
   c.head = "fc"
-  c.head_args.dropout = 0.0
+  c.head_args.fc.dropout = 0.0
   return c
