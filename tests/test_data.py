@@ -91,3 +91,15 @@ def test_synthetic_is_seeded_and_shaped(tiny_config):
   np.testing.assert_array_equal(a.train.images, b.train.images)
   assert a.train.images.shape == (256, 16, 16, 1) and a.test.labels.shape == (128,)
   assert set(np.unique(a.train.labels)) == set(range(4))
+
+
+def test_synthetic_in_colour_draws_the_motif_into_every_channel(tiny_config):
+  gray = load_dataset(tiny_config)
+  tiny_config.synthetic.channels = 3
+  colour = load_dataset(tiny_config)
+  assert colour.train.images.shape == (256, 16, 16, 3)
+  np.testing.assert_array_equal(colour.train.labels, gray.train.labels)  # the same draw of classes
+  # Noise is below 64 and motif pixels are 255: the bright pixels are the motif, the same in every channel.
+  bright = colour.train.images == 255
+  assert bright.any() and (bright == bright[..., :1]).all()
+  assert ((gray.train.images == 255).sum((1, 2, 3)) == bright[..., 0].sum((1, 2))).all()  # the same motifs

@@ -49,7 +49,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.crop_padding = 0  # random-crop augmentation: pad by this many pixels, crop back (0: off)
   c.flip = False  # random horizontal flips
   c.synthetic = ml_collections.ConfigDict(
-      {"num_train": 2048, "num_test": 512, "image_size": 16, "num_classes": 4, "motif_size": 5, "seed": 0})
+      {"num_train": 2048, "num_test": 512, "image_size": 16, "num_classes": 4, "motif_size": 5, "seed": 0,
+       "channels": 1})
   # gap_jax/data/arrangement.py: five identical motifs on a 3x3 grid of `cell`-pixel spacing per image.
   c.arrangement = ml_collections.ConfigDict(
       {"num_train": 4096, "num_test": 1024, "image_size": 32, "cell": 6, "motif": 3, "jitter": 1, "seed": 0})
