@@ -1,24 +1,42 @@
-"""SIGTERM (SLURM preemption, TPU maintenance) asks the training loop to stop at the next step
-boundary, after saving a checkpoint; the process then exits 0 so the scheduler can requeue it."""
+"""SIGTERM (SLURM preemption, TPU maintenance) asks the training loop to stop at a step boundary, after
+saving a checkpoint; the process then exits 0 so the scheduler can requeue it.
+
+With many processes every one must stop at the same step: a host that stops alone leaves the others waiting
+in the next all-reduce or checkpoint barrier. There JAX's preemption service decides: the signal reaching
+any process is passed to all of them, and `multihost_utils.reached_preemption_sync_point` turns true at one
+agreed step (the largest step any process had reached, plus one) on each. With one process the signal
+handler's flag decides alone."""
 
 import signal
 import threading
 
+import jax
+from jax.experimental import multihost_utils
+
 
 class StopRequest:
-  """While active, SIGTERM sets `requested` instead of killing the process."""
+  """While active, SIGTERM asks the loop to stop instead of killing the process: `reached(step)` says whether
+  to save and stop after `step`, the same step on every process."""
 
   def __init__(self):
     self.requested = False
     self._previous = None
+    # Many processes: JAX's service catches SIGTERM itself (a Python handler would hide it from the service).
+    self._agreed = jax.process_count() > 1
 
   def __enter__(self):
-    if threading.current_thread() is threading.main_thread():  # signals only reach the main thread
+    if not self._agreed and threading.current_thread() is threading.main_thread():  # signals reach only it
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     return self
 
   def _handle(self, signum, frame):
     self.requested = True
+
+  def reached(self, step: int) -> bool:
+    """Whether to save and stop after `step`; called once for every step by every process."""
+    if self._agreed:
+      self.requested = multihost_utils.reached_preemption_sync_point(step)
+    return self.requested
 
   def __exit__(self, *exc):
     if self._previous is not None:

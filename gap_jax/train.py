@@ -129,7 +129,7 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
         evaluate_now = done % eval_every == 0 or done == total_steps
         # Read once: a SIGTERM that lands later in this iteration (during the evaluation or the save) is
         # served at the next step, never announced for a step whose checkpoint was not written.
-        stopping = stop.requested
+        stopping = stop.reached(done)  # every process agrees on the step (preemption.py)
         save_now = done % checkpoint_every == 0 or done in (end, total_steps) or stopping
         if done % config.log_every_steps == 0 or evaluate_now or save_now:
           summary = _summarize(pending, step_log)  # before any save: never checkpoint a NaN
