@@ -3,7 +3,7 @@ run one with `./launch.sh experiment <name> [--quick]`."""
 
 import importlib
 
-NAMES = ("absent_maps", "arrangement", "gap_vs_fc", "gap_vs_gmp_localization", "rf_coverage")
+NAMES = ("absent_maps", "arrangement", "counterexample", "gap_vs_fc", "gap_vs_gmp_localization", "position", "rf_coverage")
 
 
 def get(name: str):

@@ -25,6 +25,13 @@ def summarize(values) -> dict:
   return {"mean": mean, "lo": mean - half, "hi": mean + half, "interval": "t", "n": len(v), "values": v.tolist()}
 
 
+def balanced_accuracy(predicted, labels) -> float:
+  """Mean over the classes present of the share of each predicted right: 0.5 for two classes whatever a
+  label-blind rule says."""
+  predicted, labels = np.asarray(predicted), np.asarray(labels)
+  return float(np.mean([(predicted[labels == k] == k).mean() for k in np.unique(labels)]))
+
+
 def paired_difference(a: dict, b: dict) -> dict:
   """summarize() of a - b seed by seed, for two summaries whose seed i shares initial weights and batches."""
   return summarize(np.subtract(a["values"], b["values"]))

@@ -126,6 +126,18 @@ def test_an_old_flat_config_json_reads_as_the_same_config(tmp_path):
   assert stored_config_differences(tmp_path, rfnet_gem(p=3.0)) == ["head_args.gem.p: 4.0 -> 3.0"]
 
 
+def test_a_field_added_since_reads_as_its_default(tmp_path):
+  # A workdir written before `synthetic.channels` and the `position` section existed is the same config...
+  stored = json.loads(default.get_config().to_json_best_effort())
+  del stored["synthetic"]["channels"], stored["position"]
+  (tmp_path / "config.json").write_text(json.dumps(stored))
+  assert stored_config_differences(tmp_path, default.get_config()) == []
+  # ... unless the run now asks for something else than the default.
+  changed = default.get_config()
+  changed.synthetic.channels = 3
+  assert stored_config_differences(tmp_path, changed) == ["synthetic.channels: 1 -> 3"]
+
+
 def test_an_old_workdir_loads_with_its_head_and_model_args(tmp_path, tiny_config):
   config = rfnet_gem(tiny_config)
   assert train_and_evaluate(config, tmp_path, stop_after_steps=1) is None  # a checkpoint, no evaluation

@@ -17,7 +17,7 @@ def tiny(points):
     c = p.config
     c.num_train_steps, c.eval_every_steps, c.eval_batch_size, c.eval_train_examples = 3, 3, 64, 64
     c.batch_size = 32
-    for block in ("arrangement", "shapes", "synthetic"):
+    for block in ("arrangement", "counterexample", "position", "shapes", "synthetic"):
       c[block].num_train, c[block].num_test = 64, 64
   return points
 
@@ -86,10 +86,15 @@ def test_flagship_report_answers_every_claim(tmp_path):
   results = why_gap_works.run(tmp_path / "flagship", seeds=2, components_dir=tmp_path, get=tiny_experiment)
   report = (tmp_path / "flagship" / "report.md").read_text()
   assert len(results["claims"]) == len(why_gap_works.CLAIMS)
-  for i, (claim, name) in enumerate(why_gap_works.CLAIMS, 1):
+  assert why_gap_works.CLAIMS[0][1] == "counterexample"  # it opens with the question's own example
+  for i, (claim, name, adds) in enumerate(why_gap_works.CLAIMS, 1):
     verdict = results["claims"][i - 1]["verdict"]["verdict"]
     assert f"## {i}. {name}: {verdict}" in report and claim in report
     assert (tmp_path / f"{name}-quick" / "report.md").exists()
+    closing = report.split("## What the evidence says")[1]  # and closes with what the verdicts say
+    section = {"supported": "Supported by these runs", "refuted": "Refuted",
+               "inconclusive": "Not settled"}[verdict]
+    assert section in closing and name in closing.split(section)[1].split("\n")[0]
   for c in results["claims"]:  # links are relative to the flagship's report and resolve
     for link in [c["report"], *c["figures"]]:
       assert (tmp_path / "flagship" / link).exists() and f"({link})" in report

@@ -15,19 +15,64 @@ def test_arrangement_classes_have_identical_motif_mass_and_differ_only_in_layout
   assert max(per_class) - min(per_class) < 1e-9
 
 
-def test_arrangement_layouts_are_x_plus_and_other():
+def test_arrangement_layouts_are_the_bar_over_pair_its_turn_and_x():
   images, labels, masks, boxes = arrangement.generate(60, seed=1, jitter=0, noise=0, cell=6, motif=3)
+  bar_over_pair = {(0, 0), (0, 1), (0, 2), (2, 0), (2, 1)}  # written out, not read from the module
+  expected = [bar_over_pair, {(2 - r, 2 - c) for r, c in bar_over_pair}, {(0, 0), (0, 2), (1, 1), (2, 0), (2, 2)}]
   for m, label, box in zip(masks, labels, boxes):
-    y0, x0 = box[:2]
+    y0, x0 = box[:2]  # every layout has a motif in the grid's top row and in its left column
     lit = {(r, c) for r in range(3) for c in range(3) if m[y0 + 6 * r + 1, x0 + 6 * c + 1]}
-    x, plus = set(arrangement.X_CELLS), set(arrangement.PLUS_CELLS)
-    assert len(lit) == 5
-    assert (lit == x) == (label == 0) and (lit == plus) == (label == 1)
+    assert lit == expected[label]
+  assert set(labels) == {0, 1, 2}
 
 
-def test_arrangement_too_large_for_the_image_is_refused():
+def autocorrelation(mask: np.ndarray) -> np.ndarray:
+  """Every offset's count of lit pixel pairs, directly (scipy's 2-D correlation, not an FFT)."""
+  from scipy import signal
+  m = mask.astype(np.int64)
+  return signal.correlate2d(m, m, mode="full")
+
+
+def test_a_layout_and_its_turn_have_one_autocorrelation_and_the_control_another():
+  """Pair statistics cannot tell class 0 from class 1 (each other's 180-degree turn); they do tell x, and
+  they would tell a layout from its mirror image (which is why the turn, not the mirror, is the pair)."""
+  _, labels, masks, _ = arrangement.generate(30, seed=2, jitter=0, noise=0, cell=7, motif=2)
+  layout = {k: masks[labels == k][0] for k in range(3)}
+  a0, a1, a2 = (autocorrelation(layout[k]) for k in range(3))
+  np.testing.assert_array_equal(a0, a1)
+  assert not np.array_equal(a0, a2)
+  assert not np.array_equal(a0, autocorrelation(layout[0][:, ::-1]))  # the mirror image
+  # the same with the motifs jittered: a class 0 image and its turn (what class 1 is distributed as)
+  _, labels, masks, _ = arrangement.generate(20, seed=3, jitter=1, noise=0, cell=7, motif=2)
+  jittered = masks[labels == 0][0]
+  np.testing.assert_array_equal(autocorrelation(jittered), autocorrelation(jittered[::-1, ::-1]))
+
+
+def test_arrangement_fields_are_what_the_rendered_layouts_take():
+  """extent: the largest side a rendered layout takes; blind_field: the smallest distance between the nearest
+  pixels of two motifs two cells apart; pair_field: the largest side two neighbours take."""
+  cell, motif, jitter = 7, 2, 1
+  _, labels, masks, boxes = arrangement.generate(600, seed=4, cell=cell, motif=motif, jitter=jitter, noise=0)
+  sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+  assert sides.max() == arrangement.extent(cell, motif, jitter)
+  gaps, pairs = [], []
+  for m in masks[labels == 0]:
+    # the bar's first and last motifs (top row, two cells apart) and its first two (neighbours)
+    ys, xs = np.nonzero(m)
+    top = ys < ys.min() + cell - 2 * jitter
+    row_xs = np.sort(np.unique(xs[top]))
+    runs = np.split(row_xs, np.nonzero(np.diff(row_xs) > 1)[0] + 1)
+    gaps.append(runs[2].min() - runs[0].max())
+    pairs.append(runs[1].max() - runs[0].min() + 1)
+  assert min(gaps) == arrangement.blind_field(cell, motif, jitter)  # a field of s px spans s - 1
+  assert max(pairs) == arrangement.pair_field(cell, motif, jitter)
+
+
+def test_arrangement_too_large_for_the_image_or_overlapping_is_refused():
   with pytest.raises(UserError, match="more than the image"):
     arrangement.generate(4, seed=0, image_size=16, cell=8)
+  with pytest.raises(UserError, match="overlap"):
+    arrangement.generate(4, seed=0, cell=4, motif=3, jitter=1)
 
 
 def test_shapes_masks_lie_inside_their_boxes_and_are_seeded():

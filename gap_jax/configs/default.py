@@ -10,6 +10,7 @@ Run: ./launch.sh train --config gap_jax/configs/default.py --workdir runs/defaul
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from gap_jax.data import position
 from gap_jax.heads import head_arg_sections
 from gap_jax.models import model_arg_sections
 
@@ -51,9 +52,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.synthetic = ml_collections.ConfigDict(
       {"num_train": 2048, "num_test": 512, "image_size": 16, "num_classes": 4, "motif_size": 5, "seed": 0,
        "channels": 1})
-  # gap_jax/data/arrangement.py: five identical motifs on a 3x3 grid of `cell`-pixel spacing per image.
+  # gap_jax/data/arrangement.py: five identical motifs on a 3x3 grid of `cell`-pixel spacing: a layout, its
+  # 180-degree turn (the same pair statistics) and an x.
   c.arrangement = ml_collections.ConfigDict(
-      {"num_train": 4096, "num_test": 1024, "image_size": 32, "cell": 6, "motif": 3, "jitter": 1, "seed": 0})
+      {"num_train": 4096, "num_test": 1024, "image_size": 32, "cell": 7, "motif": 2, "jitter": 1, "seed": 0})
+  # gap_jax/data/counterexample.py: the question's 3x3 patterns (corners, edges, uniform: one mean) as blocks.
+  c.counterexample = ml_collections.ConfigDict(
+      {"num_train": 4096, "num_test": 1536, "image_size": 24, "min_block": 3, "max_block": 4, "noise": 16,
+       "seed": 0})
+  # gap_jax/data/position.py: one identical patch; the class is its quadrant (top-left or bottom-right).
+  c.position = ml_collections.ConfigDict(position.DEFAULTS)
   # gap_jax/data/shapes.py: one or more shapes of the image's class on clutter; equal_area: every class
   # covers as many pixels (no area cue).
   c.shapes = ml_collections.ConfigDict(

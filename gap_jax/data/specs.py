@@ -9,7 +9,7 @@ TensorFlow; "tfds" reads tensorflow-datasets' prepared array_record files (gap_j
 import dataclasses
 from typing import Callable
 
-from gap_jax.data import arrangement, fashion_mnist, shapes, synthetic
+from gap_jax.data import arrangement, counterexample, fashion_mnist, position, shapes, synthetic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,5 +50,7 @@ SPECS = {
     "synthetic": DatasetSpec(None, None, local=synthetic.load),
     # Procedural, with ground-truth masks and boxes (their generate() functions) for the experiments.
     "arrangement": DatasetSpec(len(arrangement.CLASS_NAMES), None, local=arrangement.load),
+    "counterexample": DatasetSpec(len(counterexample.CLASS_NAMES), None, local=counterexample.load),
     "shapes": DatasetSpec(len(shapes.CLASS_NAMES), None, local=shapes.load),
+    "position": DatasetSpec(len(position.CLASS_NAMES), None, local=position.load),
 }
