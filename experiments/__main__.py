@@ -9,12 +9,16 @@ from pathlib import Path
 
 from gap_jax.errors import UserError
 
+FULL_SEEDS, QUICK_SEEDS = 10, 3
+
 
 def main() -> None:
   parser = argparse.ArgumentParser(prog="./launch.sh experiment")
   parser.add_argument("name")
   parser.add_argument("--quick", action="store_true", help="a reduced sweep that runs in a few minutes")
-  parser.add_argument("--seeds", type=int, default=3)
+  parser.add_argument("--seeds", type=int, default=None,
+                      help=f"seeds per point (default {FULL_SEEDS} for a full run: enough for a bootstrap interval; "
+                           f"{QUICK_SEEDS} for --quick and the flagship)")
   parser.add_argument("--out", type=Path, default=None, help="default: results/<name> (quick: results/<name>-quick)")
   parser.add_argument("--shard", default=None, metavar="i/n",
                       help="train every n-th run from the i-th; the last shard to finish writes the report")
@@ -28,14 +32,15 @@ def main() -> None:
   compilation_cache.enable()
   try:
     if args.name == why_gap_works.NAME:  # always quick: that is what keeps it under 15 minutes
-      why_gap_works.run(args.out or Path("results") / args.name, seeds=args.seeds)
+      why_gap_works.run(args.out or Path("results") / args.name, seeds=args.seeds or QUICK_SEEDS)
       return
+    seeds = args.seeds or (QUICK_SEEDS if args.quick else FULL_SEEDS)
     exp = experiments.get(args.name)
     out = args.out or Path("results") / (args.name + ("-quick" if args.quick else ""))
     if args.shard:
-      run_shard(exp, out, parse_shard(args.shard), quick=args.quick, seeds=args.seeds)
+      run_shard(exp, out, parse_shard(args.shard), quick=args.quick, seeds=seeds)
     else:
-      run(exp, out, quick=args.quick, seeds=args.seeds)
+      run(exp, out, quick=args.quick, seeds=seeds)
   except (UserError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
