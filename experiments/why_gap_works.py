@@ -29,19 +29,30 @@ ANSWER = ("Training drives the map of an absent class near zero everywhere and m
           "as many locations as its receptive field allows, so a mean is large only when the object is "
           "there; and the convolutions below encode local arrangement before pooling throws position away.")
 
-# (claim, experiment that tests it), in the order the answer makes them.
+# (claim, experiment that tests it, what a "supported" verdict adds to the answer), in the order the answer
+# makes them: first the question's own example, then each part of the working answer.
 CLAIMS = (
+    ("The question's own maps, as images (corners, edges, uniform: one mean, and corners and edges one "
+     "histogram): with a 1 px field GAP cannot tell corners from edges, and once its field spans a block and its "
+     "neighbour it tells them apart.", "counterexample",
+     "GAP classifies maps that share a mean because the convolutions below turn arrangement into how much a map "
+     "fires, before the mean is taken"),
     ("An absent class's map lies below the present class's map everywhere (at zero behind the final ReLU): "
-     "measured on map differences, which the loss determines.", "absent_maps"),
+     "measured on map differences, which the loss determines.", "absent_maps",
+     "an absent class's map lies below the present class's almost everywhere, so its mean stays low"),
     ("A present class fires at as many locations as the receptive field allows: its margin map spreads as "
      "the field grows, as wide as the object's passive overlap with the network's effective field.",
-     "rf_coverage"),
-    ("The layers below GAP can encode arrangement: GAP separates classes that differ only in how identical "
-     "motifs are arranged, once the receptive field is large enough.", "arrangement"),
+     "rf_coverage", "a present class's map fires over the object as far as the receptive field reaches"),
+    ("The layers below GAP can encode arrangement: GAP separates a layout of identical motifs from its "
+     "180-degree turn (the same pair statistics) once the receptive field covers the layout, and not before.",
+     "arrangement", "arrangement beyond pairs of motifs is read only once one unit's field covers it"),
+    ("GAP throws position away only where the convolutions do: with circular padding it cannot tell where a "
+     "patch is, while zero padding lets position in once the field reaches the border.", "position",
+     "padding, not the pool, is where position leaks in, so a verdict on arrangement must use circular padding"),
     ("Because it has no parameters and keeps every location's vote, GAP regularizes compared with a fully "
-     "connected head (NiN section 4.6).", "gap_vs_fc"),
+     "connected head (NiN section 4.6).", "gap_vs_fc", "GAP regularizes compared with a fully connected head"),
     ("Because the mean rewards firing over the whole object, GAP's maps localize it better than GMP's "
-     "(CAM).", "gap_vs_gmp_localization"),
+     "(CAM).", "gap_vs_gmp_localization", "GAP's maps localize the object better than GMP's"),
 )
 
 
@@ -53,7 +64,7 @@ def run(out_dir: Path = Path("results") / NAME, seeds: int = 3, components_dir: 
   out_dir.mkdir(parents=True, exist_ok=True)
   t0 = time.time()
   claims = []
-  for i, (claim, name) in enumerate(CLAIMS):
+  for i, (claim, name, _) in enumerate(CLAIMS):
     print(f"[{NAME}] claim {i + 1}/{len(CLAIMS)}: {name}", flush=True)
     sub_dir = Path(components_dir) / f"{name}-quick"
     r = framework.run(get(name), sub_dir, quick=True, seeds=seeds)
@@ -98,7 +109,24 @@ def render(results: dict) -> str:
       lines += ["Effect sizes: " + ", ".join(f"{k} = {v:.3g}" for k, v in effect.items()), ""]
     lines += [f"![{Path(f).name}]({f})" for f in c["figures"]]
     lines += ["", f"Full table: [{c['report']}]({c['report']})", ""]
-  return "\n".join(lines)
+  return "\n".join(lines + answer(claims))
+
+
+def answer(claims: list[dict]) -> list[str]:
+  """The closing paragraph: what the verdicts, and only they, say about why GAP classifies."""
+  meaning = {name: adds for _, name, adds in CLAIMS}
+  by = {v: [c for c in claims if c["verdict"]["verdict"] == v] for v in framework.VERDICTS}
+  lines = ["## What the evidence says", ""]
+  if by["supported"]:
+    lines.append("Supported by these runs: " + "; ".join(
+        f"{meaning.get(c['experiment'], c['claim'])} ({c['experiment']})" for c in by["supported"]) + ".")
+  if by["refuted"]:
+    lines.append("Refuted, so not part of the answer: " + "; ".join(
+        f"that {meaning.get(c['experiment'], c['claim'])} ({c['experiment']})" for c in by["refuted"]) + ".")
+  if by["inconclusive"]:
+    lines.append("Not settled by these quick runs: " + ", ".join(c["experiment"] for c in by["inconclusive"]) +
+                 " (each report says what its rule lacked).")
+  return lines + ["", "These are quick settings (3 seeds); each experiment's full run is the stronger test.", ""]
 
 
 def controls_line(controls: list[dict]) -> str:
