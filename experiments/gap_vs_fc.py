@@ -8,6 +8,7 @@ datasets, GAP generalizing better in one control and overfitting more in the oth
 import ml_collections
 import numpy as np
 
+from experiments.convergence import Convergence
 from experiments.framework import Control, Experiment, Point, Verdict, short_run, summarize_point
 from experiments.stats import cohens_d
 
@@ -106,4 +107,4 @@ EXPERIMENT = Experiment(
                   "accuracy interval lies wholly below FC's; otherwise inconclusive. The overall verdict is the "
                   "per-dataset verdict when all agree, else inconclusive. Planted controls (a positive and a "
                   "negative) must come out supported and refuted first.",
-    sweep=sweep, measure=measure, decide=decide, figures=figures, controls=controls)
+    sweep=sweep, measure=measure, decide=decide, figures=figures, controls=controls, convergence=Convergence())

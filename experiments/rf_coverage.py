@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from experiments.convergence import Convergence
 from experiments.framework import Control, Experiment, Point, Verdict, short_run, summarize_point
 from experiments.measures import (blur_fit, dilate, example_maps_figure, passive_overlap,
                                   present_margin_maps)
@@ -199,4 +200,4 @@ EXPERIMENT = Experiment(
                   f"{RATIO}. Otherwise inconclusive. Planted controls come out supported and refuted first; "
                   f"runs below {TRAIN_ACCURACY_FLOOR} train accuracy are left out.",
     sweep=sweep, measure=measure, decide=decide, figures=figures, controls=controls,
-    train_accuracy_floor=TRAIN_ACCURACY_FLOOR)
+    train_accuracy_floor=TRAIN_ACCURACY_FLOOR, convergence=Convergence())

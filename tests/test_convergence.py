@@ -64,3 +64,8 @@ def test_a_verdict_on_converged_runs_stands(tmp_path, monkeypatch):
   assert results["verdict"]["verdict"] == "supported"
   assert "Every run converged" in (tmp_path / "report.md").read_text()
   assert results["hardware"]["versions"]["jax"] and results["finished"]
+
+
+def test_every_experiment_declares_its_convergence_criterion():
+  import experiments
+  assert all(experiments.get(name).convergence for name in experiments.NAMES)
