@@ -14,6 +14,8 @@ from pathlib import Path
 
 import experiments
 from experiments import framework
+from experiments.verdicts import machine
+from gap_jax.train import hardware
 
 NAME = "why_gap_works"
 
@@ -75,7 +77,8 @@ def run(out_dir: Path = Path("results") / NAME, seeds: int = 3, components_dir: 
                    "report": os.path.relpath(sub_dir / "report.md", out_dir),
                    "figures": [os.path.relpath(sub_dir / f, out_dir) for f in r["figures"]]})
   results = {"experiment": NAME, "question": QUESTION, "answer_under_test": ANSWER, "claims": claims,
-             "wall_time_s": time.time() - t0}
+             "wall_time_s": time.time() - t0, "finished": time.strftime("%Y-%m-%d %H:%M %Z"),
+             "hardware": hardware()}
   (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
   (out_dir / "report.md").write_text(render(results))
   print(f"[{NAME}] " + ", ".join(f"{c['experiment']}: {c['verdict']['verdict']}" for c in claims))
@@ -98,7 +101,8 @@ def render(results: dict) -> str:
   lines += ["", f"{counts['supported']} of {len(claims)} claims supported, {counts['refuted']} refuted, "
             f"{counts['inconclusive']} inconclusive. Training time of all runs "
             f"{sum(c['train_time_s'] for c in claims) / 60:.1f} min; wall time of the invocation that wrote this "
-            f"report {results['wall_time_s'] / 60:.1f} min (finished runs are reused, not rerun).", ""]
+            f"report {results['wall_time_s'] / 60:.1f} min (finished runs are reused, not rerun), finished "
+            f"{results['finished']} on {machine(results)}.", ""]
   for i, c in enumerate(claims, 1):
     lines += [f"## {i}. {c['experiment']}: {c['verdict']['verdict']}", "", f"**Claim.** {c['claim']}", "",
               f"**Hypothesis.** {c['hypothesis']}", "", f"**Decision rule.** {c['decision_rule']}", "",

@@ -49,11 +49,26 @@ def _version(package: str) -> str | None:
     return None
 
 
+def _cpu_model() -> str | None:
+  """The CPU's model name, family/model and widest vector extensions (Linux): speed and float rounding
+  depend on them, and a virtual machine's model name alone ("AMD EPYC") does not tell them apart."""
+  try:
+    info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
+                if ":" in line)
+  except OSError:
+    return None
+  info = {k.strip(): v.strip() for k, v in info.items()}
+  isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in info.get("flags", "").split()]
+  return f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} model {info.get('model', '?')}; " \
+         f"{' '.join(isa) or 'no avx2'})"
+
+
 def hardware() -> dict:
   device = jax.devices()[0]
   return {"platform": device.platform, "device_kind": device.device_kind,
           "device_count": jax.device_count(), "process_count": jax.process_count(),
           "cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+          "cpu_model": _cpu_model(),
           "jax": jax.__version__, "versions": {p: _version(p) for p in RECORDED_PACKAGES},
           "commit": _code_commit()}
 
