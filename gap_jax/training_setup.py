@@ -44,9 +44,10 @@ class TrainingSetup:
                  for a in (d.train.images, d.train.labels, d.test.images, d.test.labels))
 
 
-def build_training_setup(config, data: Dataset | None = None) -> TrainingSetup:
-  """The set-up `config` describes, on `data` (default: load_dataset(config)). Refuses, with a UserError, a
-  batch larger than the training set and a model that cannot take the images."""
+def build_training_setup(config, data: Dataset | None = None, mesh: jax.sharding.Mesh | None = None) -> TrainingSetup:
+  """The set-up `config` describes, on `data` (default: load_dataset(config)) and `mesh` (default: every
+  device). Refuses, with a UserError, a batch larger than the training set and a model that cannot take the
+  images."""
   data = load_dataset(config) if data is None else data
   steps_per_epoch = len(data.train) // config.batch_size
   if steps_per_epoch == 0:
@@ -54,7 +55,7 @@ def build_training_setup(config, data: Dataset | None = None) -> TrainingSetup:
   total_steps = config.num_train_steps or math.ceil(config.num_epochs * steps_per_epoch)
   model = build_model(config, data.num_classes)
   _check_model_fits(model, data.image_shape)
-  mesh = parallel.make_mesh()
+  mesh = parallel.make_mesh() if mesh is None else mesh
   schedule = make_schedule(config, total_steps, steps_per_epoch)
   tx = make_optimizer(config, schedule)
   return TrainingSetup(

@@ -9,9 +9,7 @@ import numpy as np
 from gap_jax import parallel
 from gap_jax.configs import synthetic
 from gap_jax.data import load_dataset
-from gap_jax.models import build_model
-from gap_jax.optim import make_optimizer, make_schedule
-from gap_jax.steps import make_epoch_order, make_init, make_train_step
+from gap_jax.training_setup import build_training_setup
 
 assert jax.device_count() == 4, jax.devices()
 config = synthetic.get_config()
@@ -19,15 +17,13 @@ config.dropout = 0.5  # dropout masks must not depend on how the batch is split
 data = load_dataset(config)
 results = {}
 for name, mesh in (("four", parallel.make_mesh()), ("one", parallel.make_mesh(jax.devices()[:1]))):
-  model = build_model(config, data.num_classes)
-  tx = make_optimizer(config, make_schedule(config, 100, 10))
-  state = make_init(model, tx, data.image_shape, mesh)(jax.random.key(0))
-  step = make_train_step(model, tx, config, data.mean, data.std, 10, mesh)
+  setup = build_training_setup(config, data, mesh)
+  state = setup.init(jax.random.key(0))
   put = lambda a: jax.device_put(a, parallel.replicated(mesh))
-  order = make_epoch_order(len(data.train), mesh)(jax.random.key(1), 0)
+  order = setup.epoch_order(jax.random.key(1), 0)
   losses = []
   for _ in range(3):
-    state, metrics = step(state, put(data.train.images), put(data.train.labels), order, jax.random.key(2))
+    state, metrics = setup.train_step(state, put(data.train.images), put(data.train.labels), order, jax.random.key(2))
     losses.append(float(metrics["loss"]))
   results[name] = (losses, [np.asarray(x) for x in jax.tree.leaves(state.params)],
                    len(state.params["output"]["class_maps"]["kernel"].sharding.device_set))

@@ -24,9 +24,7 @@ from gap_jax import parallel
 from gap_jax.data import DATASETS, load_dataset, preprocess, tfds_source
 from gap_jax.data.augment import augment, normalize
 from gap_jax.errors import UserError
-from gap_jax.models import build_model
-from gap_jax.optim import make_optimizer, make_schedule
-from gap_jax.steps import make_epoch_order, make_init, make_train_step
+from gap_jax.training_setup import build_training_setup
 
 TFDS_DATASETS = [name for name, spec in DATASETS.items() if spec.tfds_name]
 
@@ -102,23 +100,21 @@ def write_prepared(data_dir, name, splits, file_format="array_record"):
     info.write_text(info.read_text().replace('"array_record"', f'"{file_format}"'))
 
 
-_STEPS = {}  # compiled steps by (image shape, dtype, classes): compiling dominates these tests
+_SETUPS = {}  # by (image shape, dtype, classes, examples): compiling dominates these tests
 
 
 def one_training_step(config, data) -> float:
-  """Loss of one SGD step on `data`, with a step compiled for data of this shape (data are arguments)."""
-  key = (data.image_shape, data.train.images.dtype, data.num_classes)
-  if key not in _STEPS:
-    mesh = parallel.make_mesh()
-    model = build_model(config, data.num_classes)
-    tx = make_optimizer(config, make_schedule(config, 10, 2))
-    state = make_init(model, tx, data.image_shape, mesh)(jax.random.key(0))
-    _STEPS[key] = mesh, state, make_train_step(model, tx, config, data.mean, data.std, 1, mesh)
-  mesh, state, step = _STEPS[key]
-  put = lambda a: jax.device_put(a, parallel.replicated(mesh))
-  order = make_epoch_order(len(data.train), mesh)(jax.random.key(1), 0)
+  """Loss of one step of the run's own set-up on `data`, compiled once for data of this shape (data are
+  arguments, so one compiled step serves every dataset of the shape)."""
+  key = (data.image_shape, data.train.images.dtype, data.num_classes, len(data.train))
+  if key not in _SETUPS:
+    setup = build_training_setup(config, data)
+    _SETUPS[key] = setup, setup.initial_state()
+  setup, state = _SETUPS[key]
+  put = lambda a: jax.device_put(a, parallel.replicated(setup.mesh))
+  order = setup.epoch_order(jax.random.key(1), 0)
   state = jax.tree.map(lambda x: x.copy(), state)  # the step donates its state
-  _, metrics = step(state, put(data.train.images), put(data.train.labels), order, jax.random.key(2))
+  _, metrics = setup.train_step(state, put(data.train.images), put(data.train.labels), order, jax.random.key(2))
   return float(metrics["loss"])
 
 
