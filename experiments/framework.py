@@ -78,8 +78,9 @@ class Experiment:
 
 
 # What a measured.json holds; one written under another format is measured again (not retrained). Raise it
-# whenever an experiment's measure changes. 3: localization and rf_coverage score margin maps.
-MEASURED_FORMAT = 3
+# whenever an experiment's measure changes. 3: localization and rf_coverage score margin maps; 4: localization by
+# a fixed protocol (thresholds chosen on a held-out split).
+MEASURED_FORMAT = 4
 
 
 def summarize_point(params: dict, runs: list[dict], floor: float = 0.0) -> dict:

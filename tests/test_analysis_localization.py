@@ -1,11 +1,11 @@
-"""Localization scores: limits (perfect and inverted maps), hand-computed cases, and the connected
-components against a breadth-first search."""
+"""Localization scores: limits (perfect and inverted maps), hand-computed cases, the fixed protocol's
+threshold chosen on a held-out split, and the connected components against a breadth-first search."""
 
 import numpy as np
 import pytest
 
 from gap_jax.analysis.localization import (
-    box_iou, cam_boxes, localization_scores, mask_boxes, pxap, superlevel_components)
+    box_iou, cam_boxes, fixed_protocol_scores, localization_scores, mask_boxes, pxap, superlevel_components)
 
 
 def boxes_to_masks(boxes_N4, h: int, w: int) -> np.ndarray:
@@ -67,6 +67,51 @@ def test_max_box_acc_hand_computed():
   iou, boxes = cam_boxes(np.stack([a, b]), gt_boxes=gt)
   np.testing.assert_array_equal(boxes, [[4, 4, 6, 6], [3, 2, 6, 5]])
   np.testing.assert_allclose(iou, [0, 0.6])
+
+
+def test_fixed_protocol_scores_test_at_the_threshold_the_held_out_split_chose():
+  """Every map: a 2x2 core (1.0) inside a 4x4 plateau (0.5), so {map >= tau} is the whole image at tau 0,
+  the 4x4 plateau up to 0.5 and the 2x2 core above. Held-out objects are the 4x4 plateau: its BoxAcc is
+  best from tau 0.01 (the lowest best). Test objects: three 2x2 cores and one 4x4 plateau; at 0.01 only the
+  plateau image is right (the core's IoU with the plateau box is 4/16 < 0.3): 25% at every IoU, though the
+  test split's own best threshold (above 0.5) would give 75%."""
+  m = np.zeros((8, 8))
+  m[2:6, 2:6], m[3:5, 3:5] = 0.5, 1.0
+  plateau, core = [2, 2, 5, 5], [3, 3, 4, 4]
+  test_boxes = np.array([core, core, core, plateau])
+  test_masks = boxes_to_masks(test_boxes, 8, 8)
+  scores = fixed_protocol_scores(np.stack([m] * 3), np.array([plateau] * 3), np.stack([m] * 4), test_boxes,
+                                 test_masks)
+  assert scores["max_box_acc_v2_threshold_by_iou"] == {"0.3": 0.01, "0.5": 0.01, "0.7": 0.01}
+  assert scores["max_box_acc_v2_by_iou"] == {"0.3": 25, "0.5": 25, "0.7": 25}
+  assert scores["max_box_acc_v2"] == 25 and scores["test_chosen_max_box_acc_v2"] == 75
+  assert scores["max_box_acc"] == 25 and scores["max_box_acc_threshold"] == 0.01
+  # PxAP is threshold-free: 16 core pixels all foreground (recall 16/28), then the plateau's 48 pixels of
+  # which 12 are foreground (precision 28/64 up to recall 1).
+  assert scores["pxap"] == pytest.approx(100 * (16 / 28 + 28 / 64 * 12 / 28))
+  assert scores["floor_pxap"] == pytest.approx(100 * 28 / 256) and scores["floor_whole_image_box_acc"] == 0
+  # A held-out split of cores moves the threshold above 0.5, where the test split scores its own best.
+  swapped = fixed_protocol_scores(np.stack([m] * 2), np.array([core] * 2), np.stack([m] * 4), test_boxes[:, None],
+                                  test_masks)
+  assert swapped["max_box_acc_v2_threshold_by_iou"]["0.5"] == 0.51
+  assert swapped["max_box_acc_v2"] == swapped["test_chosen_max_box_acc_v2"] == 75
+  assert swapped["pxap"] == scores["pxap"]
+  # Two boxes per test image (the second a copy, as ground_truth pads missing objects) change nothing.
+  padded = fixed_protocol_scores(np.stack([m] * 3), np.array([plateau] * 3), np.stack([m] * 4),
+                                 np.stack([test_boxes, test_boxes], 1), test_masks)
+  assert padded == scores
+
+
+def test_fixed_protocol_equals_choosing_on_test_when_the_held_out_split_is_the_test_split():
+  rng = np.random.default_rng(2)
+  gt = interior_boxes(rng, 30, 16)
+  masks = boxes_to_masks(gt, 16, 16)
+  maps = masks + rng.normal(0, 0.6, masks.shape)
+  fixed, chosen = fixed_protocol_scores(maps, gt, maps, gt, masks), localization_scores(maps, gt, masks)
+  for key in ("max_box_acc", "max_box_acc_v2", "pxap", "floor_pxap", "floor_whole_image_box_acc_v2"):
+    assert fixed[key] == pytest.approx(chosen[key]), key
+  assert fixed["test_chosen_max_box_acc_v2"] == pytest.approx(chosen["max_box_acc_v2"])
+  assert 0 < fixed["max_box_acc_v2"] < 100  # noisy enough that the threshold matters
 
 
 def test_box_iou_counts_pixels_inclusively():
