@@ -19,6 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.machine() != "x86_64",
                     reason="oneDNN's PyPI build is for Linux x86_64")
+@pytest.mark.slow
 @pytest.mark.parametrize("cap", ["AVX2", "AVX512_CORE", "uncapped"])
 def test_every_model_trains_with_onednn_without_a_crash(cap):
   env = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}

@@ -22,6 +22,7 @@ def tiny(points):
   return points
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", experiments.NAMES)
 def test_experiment_writes_results_report_and_figures(tmp_path, name):
   exp = experiments.get(name)
@@ -81,6 +82,7 @@ def test_changed_config_retrains_only_that_point(tmp_path):
   assert list((tmp_path / "runs" / last.key / "seed0" / "previous").iterdir())  # the old run is kept
 
 
+@pytest.mark.slow
 def test_flagship_report_answers_every_claim(tmp_path):
   from experiments import why_gap_works
   results = why_gap_works.run(tmp_path / "flagship", seeds=2, components_dir=tmp_path, get=tiny_experiment)

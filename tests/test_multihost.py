@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from gap_jax.trained import load_trained
 
@@ -30,6 +31,7 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_of_two_devices_match_one_process_of_four(tmp_path):
   coordinator = f"localhost:{free_port()}"
   procs = []

@@ -77,6 +77,7 @@ def wait_for(proc, condition, timeout=120):
   return False
 
 
+@pytest.mark.slow
 def test_kill_9_at_varied_moments_then_resume_is_bit_identical(tmp_path, baseline):
   workdir = tmp_path / "run"
   ckpt = workdir / "checkpoints"
@@ -100,6 +101,7 @@ def test_kill_9_at_varied_moments_then_resume_is_bit_identical(tmp_path, baselin
   assert_same_run(baseline, workdir)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_at_the_next_step_and_exits_0(tmp_path, baseline):
   workdir = tmp_path / "run"
   proc = subprocess.Popen(cli(workdir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
