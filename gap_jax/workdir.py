@@ -61,8 +61,16 @@ def flatten(d: dict, prefix: str = "") -> dict:
 SPEED_ONLY_FIELDS = ("cpu_kernels", "progress_every_s", "profile_steps")
 
 
+def unused_data_sections(config: dict) -> set[str]:
+  """The config sections of datasets the run does not train on (e.g. `arrangement.*` in a run on `shapes`):
+  nothing the run computes depends on them."""
+  from gap_jax.data.specs import SPECS
+  return {name for name in SPECS if name != config.get("dataset") and isinstance(config.get(name), dict)}
+
+
 def config_differences(old: dict, new: dict) -> list[str]:
-  a, b = flatten(old), flatten(new)
+  unused = unused_data_sections(old) & unused_data_sections(new)
+  a, b = (flatten({k: v for k, v in c.items() if k not in unused}) for c in (old, new))
   return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
           for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in SPEED_ONLY_FIELDS]
 

@@ -138,6 +138,16 @@ def test_a_field_added_since_reads_as_its_default(tmp_path):
   assert stored_config_differences(tmp_path, changed) == ["synthetic.channels: 1 -> 3"]
 
 
+def test_another_datasets_section_does_not_make_a_run_differ(tmp_path):
+  stored = default.get_config()  # trains on synthetic
+  (tmp_path / "config.json").write_text(stored.to_json_best_effort())
+  changed = default.get_config()
+  changed.arrangement.cell = 9  # nothing a synthetic run computes reads it
+  assert stored_config_differences(tmp_path, changed) == []
+  changed.dataset = "arrangement"  # now it trains on it
+  assert "arrangement.cell: 7 -> 9" in stored_config_differences(tmp_path, changed)
+
+
 def test_an_old_workdir_loads_with_its_head_and_model_args(tmp_path, tiny_config):
   config = rfnet_gem(tiny_config)
   assert train_and_evaluate(config, tmp_path, stop_after_steps=1) is None  # a checkpoint, no evaluation
