@@ -5,6 +5,8 @@ gap, fc or fc_dropout; the whole table over 3 seeds: ./launch.sh reproduce fashi
 The main job's recipe (Adam, cosine) for 1.5 epochs per run, so that 9 runs fit in about an hour on 2 CPU
 cores. The FC rows flatten the 7x7x10 class maps into one dense layer (dropout 0.5 first for fc_dropout);
 all rows keep the paper's dropout inside the network and its ReLU on the class maps.
+Expect (3 seeds, 2 cores of an AMD EPYC, JAX 0.10.2, 2026-11-25, 55 min for the 9 runs;
+results/reproduce/fashion_table5.md): test error gap 14.18 ± 0.44%, fc 11.80 ± 0.16%, fc_dropout 13.02 ± 0.28%.
 """
 
 from gap_jax.configs import nin_fashion_mnist

@@ -4,7 +4,9 @@ Run: ./launch.sh fashion   (or ./launch.sh train --config gap_jax/configs/nin_fa
 In bfloat16 (float32 parameters): gap_jax/configs/nin_fashion_mnist.py:bfloat16; both over 3 seeds side by
 side: ./launch.sh reproduce fashion_precision --seeds 3.
 Data: /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist), or $GAP_JAX_DATA_DIR.
-Expect: see README ("Main job") for the accuracy and time measured on 2 CPU cores.
+Expect: 89.24% test accuracy after 3 epochs (2,811 steps at batch 64), 436 s of training, 7 min 20 s for the
+whole command on 2 cores of an Intel Xeon (JAX 0.10.2, 2026-12-01; results/main_job/); 89.36% in 444 s on an AMD
+EPYC Zen 3 (AVX2, 2026-12-02; results/main_job/zen3-avx2/). In bfloat16: 89.17% in 323 s (the Xeon).
 """
 
 from gap_jax.configs import default
