@@ -10,22 +10,25 @@ from pathlib import Path
 @dataclasses.dataclass(frozen=True)
 class Convergence:
   train_accuracy: float = 0.99  # a run that fits its training data this well has converged
-  # ... or one whose mean training loss over the last `window` of its steps is within `plateau` (relative)
-  # of its mean over the `window` before.
+  # ... or one whose mean training loss fell, from the `window` of its steps before the last to the last, by less
+  # than `plateau` times its first logged loss (relative to where it started: a loss near zero that keeps
+  # halving under Adam has stopped learning anything the accuracy shows).
   plateau: float = 0.05
   window: float = 0.2
 
   def describe(self) -> str:
     return (f"final train accuracy >= {self.train_accuracy}, or a training loss that fell by less than "
-            f"{self.plateau:.0%} from the previous {self.window:.0%} of the steps to the last {self.window:.0%}")
+            f"{self.plateau:.0%} of its first logged value from the previous {self.window:.0%} of the steps to the "
+            f"last {self.window:.0%}")
 
   def converged(self, run: dict) -> bool:
     return run["train_accuracy"] >= self.train_accuracy or run["loss_drop"] < self.plateau
 
 
 def loss_drop(metrics_file: Path, window: float) -> float:
-  """Relative fall of the mean logged training loss from the window before the last to the last window of
-  steps (fractions of the run). Negative when the loss rose; inf when there are too few log points to say."""
+  """Fall of the mean logged training loss from the window before the last to the last window of steps
+  (fractions of the run), as a share of the first logged loss. Negative when the loss rose; inf when there are
+  too few log points to say."""
   records = [json.loads(line) for line in Path(metrics_file).read_text().splitlines() if line.strip()]
   losses = [(r["step"], r["train/loss"]) for r in records if "train/loss" in r]
   if not losses:
@@ -37,4 +40,4 @@ def loss_drop(metrics_file: Path, window: float) -> float:
   if not last or not before:
     return float("inf")
   mean_before, mean_last = sum(before) / len(before), sum(last) / len(last)
-  return (mean_before - mean_last) / mean_before
+  return (mean_before - mean_last) / losses[0][1]

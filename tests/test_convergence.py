@@ -21,7 +21,9 @@ def write_losses(path, losses, every=20):
 def test_loss_drop_by_hand(tmp_path):
   # steps 20..200; window 0.2 of 200 steps = 40: the last window is steps 180, 200, the one before 140, 160
   write_losses(tmp_path / "m.jsonl", [9, 9, 9, 9, 9, 9, 4.0, 2.0, 1.5, 0.5])
-  assert loss_drop(tmp_path / "m.jsonl", 0.2) == pytest.approx((3.0 - 1.0) / 3.0)
+  assert loss_drop(tmp_path / "m.jsonl", 0.2) == pytest.approx((3.0 - 1.0) / 9.0)  # of the first loss, 9
+  write_losses(tmp_path / "small.jsonl", [1.4, 0.8, 0.3, 0.1, 0.08, 0.06, 0.05, 0.04, 0.03, 0.02])  # near zero
+  assert loss_drop(tmp_path / "small.jsonl", 0.2) == pytest.approx((0.045 - 0.025) / 1.4)  # about 1%: done
   write_losses(tmp_path / "flat.jsonl", [1.1] * 10)
   assert loss_drop(tmp_path / "flat.jsonl", 0.2) == 0.0
   write_losses(tmp_path / "one.jsonl", [1.0])  # too few log points to tell
