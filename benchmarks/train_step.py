@@ -104,6 +104,7 @@ from gap_jax.data.augment import augment, normalize  # noqa: E402
 from gap_jax.data.specs import SPECS  # noqa: E402
 from gap_jax.heads import HEADS, head_class  # noqa: E402
 from gap_jax.cpu import onednn  # noqa: E402
+from gap_jax.cpu.identity import cpu_identity  # noqa: E402
 from gap_jax.models import MODELS  # noqa: E402
 from gap_jax.steps import run_keys  # noqa: E402
 from gap_jax.training_setup import build_training_setup  # noqa: E402
@@ -357,16 +358,13 @@ def check_against_torch(model_name, head, batch=8):
 
 
 def cpu_model_and_isa() -> tuple[str, str]:
-  """The CPU's model name and the instruction sets that decide its kernels (from /proc/cpuinfo), beside
+  """The CPU's model name and the instruction sets that decide its kernels (gap_jax/cpu/identity.py), beside
   oneDNN's effective ISA (ONEDNN_MAX_CPU_ISA caps it) where oneDNN is usable."""
-  try:
-    info = open("/proc/cpuinfo").read()
-  except OSError:
+  identity = cpu_identity()
+  if identity is None:
     return platform.processor() or platform.machine(), "unknown"
-  field = lambda name: next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith(name)), "")
-  flags = field("flags").split()
+  model, flags = identity
   isa = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-  model = f"{field('model name')} (family {field('cpu family')} model {field('model')})"
   onednn_isa = onednn.cpu_isa() or "none"
   cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
   return model, f"{' '.join(isa)}; oneDNN ISA {onednn_isa}" + (f" (ONEDNN_MAX_CPU_ISA={cap})" if cap else "")

@@ -138,10 +138,15 @@ def seed_config(point: Point, seed: int) -> ml_collections.ConfigDict:
   return config
 
 
+def run_dir(runs_dir: Path, point: Point, seed: int) -> Path:
+  """The workdir of one seed of a point."""
+  return Path(runs_dir) / point.key / f"seed{seed}"
+
+
 def finished_measure(point: Point, seed: int, runs_dir: Path) -> dict | None:
   """What a finished run of this seed measured, if it was trained with the point's config as it is now and
   measured in the current format; else None."""
-  workdir = runs_dir / point.key / f"seed{seed}"
+  workdir = run_dir(runs_dir, point, seed)
   if stored_config_differences(workdir, seed_config(point, seed)) != [] or not (workdir / "measured.json").exists():
     return None
   measured = json.loads((workdir / "measured.json").read_text())
@@ -152,14 +157,12 @@ def run_point(exp: Experiment, point: Point, seed: int, runs_dir: Path) -> dict:
   """Train (or find) one seed of one point and measure it. measured.json makes it reusable while the
   point's config stays what the run was trained with; a changed config retrains (the old run is kept in
   the workdir's previous/)."""
-  workdir = runs_dir / point.key / f"seed{seed}"
-  measured_file = workdir / "measured.json"
-  config = seed_config(point, seed)
-  finished = stored_config_differences(workdir, config) == [] and (workdir / "results.json").exists()
-  if finished and (measured := finished_measure(point, seed, runs_dir)) is not None:
+  if (measured := finished_measure(point, seed, runs_dir)) is not None:
     return measured
-  if finished:  # trained, but measured in another format: measure again
-    results = json.loads((workdir / "results.json").read_text())
+  workdir = run_dir(runs_dir, point, seed)
+  config = seed_config(point, seed)
+  if stored_config_differences(workdir, config) == [] and (workdir / "results.json").exists():
+    results = json.loads((workdir / "results.json").read_text())  # trained, measured in another format
   else:
     results = train_and_evaluate(config, workdir, on_config_change="fresh")
   measured = {"test_accuracy": results["final"]["test_accuracy"],
@@ -168,7 +171,7 @@ def run_point(exp: Experiment, point: Point, seed: int, runs_dir: Path) -> dict:
   trained = load_trained(workdir)
   measured.update(exp.measure(point, trained))
   measured.update({f"untrained/{k}": v for k, v in exp.measure(point, initial(trained)).items()})
-  measured_file.write_text(json.dumps({**measured, "format": MEASURED_FORMAT}, indent=2))
+  (workdir / "measured.json").write_text(json.dumps({**measured, "format": MEASURED_FORMAT}, indent=2))
   return measured
 
 
@@ -219,7 +222,7 @@ def run(exp: Experiment, out_dir: Path, quick: bool = False, seeds: int = 3) -> 
     raw[point.key] = [run_point(exp, point, seed, out_dir / "runs") for seed in range(seeds)]
     if exp.convergence:
       for seed, r in enumerate(raw[point.key]):
-        drop = loss_drop(out_dir / "runs" / point.key / f"seed{seed}" / "metrics.jsonl", exp.convergence.window)
+        drop = loss_drop(run_dir(out_dir / "runs", point, seed) / "metrics.jsonl", exp.convergence.window)
         r["converged"] = float(exp.convergence.converged({**r, "loss_drop": drop}))
     summaries[point.key] = summarize_point(point.params, raw[point.key], exp.train_accuracy_floor)
   learned = {key: s for key, s in summaries.items() if s["learned"]}  # a network that did not fit decides nothing

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from gap_jax import parallel
 from gap_jax.checkpoint import Checkpoints
+from gap_jax.cpu.identity import cpu_identity
 from gap_jax.errors import UserError
 from gap_jax.metric_writer import MetricWriter
 from gap_jax.preemption import StopRequest
@@ -50,17 +51,13 @@ def _version(package: str) -> str | None:
 
 
 def _cpu_model() -> str | None:
-  """The CPU's model name, family/model and widest vector extensions (Linux): speed and float rounding
-  depend on them, and a virtual machine's model name alone ("AMD EPYC") does not tell them apart."""
-  try:
-    info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
-                if ":" in line)
-  except OSError:
+  """The CPU (gap_jax/cpu/identity.py) with its widest vector extensions."""
+  identity = cpu_identity()
+  if identity is None:
     return None
-  info = {k.strip(): v.strip() for k, v in info.items()}
-  isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in info.get("flags", "").split()]
-  return f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} model {info.get('model', '?')}; " \
-         f"{' '.join(isa) or 'no avx2'})"
+  model, flags = identity
+  isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
+  return f"{model}; {' '.join(isa) or 'no avx2'}"
 
 
 def hardware() -> dict:

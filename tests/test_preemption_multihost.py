@@ -14,6 +14,7 @@ import pytest
 
 from gap_jax.trained import load_trained
 from test_multihost import ROOT, command, free_port
+from test_reliability import metrics_steps
 
 STEPS = ["--config.num_train_steps=40", "--config.eval_every_steps=40", "--config.log_every_steps=1"]
 
@@ -26,14 +27,6 @@ def launch(workdir, coordinator):
     procs.append(subprocess.Popen(command(workdir) + STEPS, env=env, cwd=ROOT, text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE))
   return procs
-
-
-def logged_steps(workdir):
-  try:
-    return [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text().splitlines()
-            if line.endswith("}")]
-  except FileNotFoundError:
-    return []
 
 
 def finish(procs):
@@ -50,7 +43,7 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
   workdir = tmp_path / "multi"
   procs = launch(workdir, f"localhost:{free_port()}")
   end = time.time() + 300
-  while time.time() < end and not any(s >= 3 for s in logged_steps(workdir)) and procs[0].poll() is None:
+  while time.time() < end and not any(m["step"] >= 3 for m in metrics_steps(workdir)) and procs[0].poll() is None:
     time.sleep(0.01)
   procs[1].send_signal(signal.SIGTERM)  # the non-primary process only
   done = finish(procs)

@@ -57,6 +57,11 @@ def _settable_type(annotation) -> type:
   return typing.get_origin(annotation) or annotation
 
 
+def owners(field: str, modules: Mapping[str, object], shared: tuple[str, ...] = ()) -> list[str]:
+  """The names of the modules that have `field` among their hyper-parameters."""
+  return [name for name, module in modules.items() if field in arguments(module, shared)]
+
+
 def takes(name: str, module, shared: tuple[str, ...] = ()) -> str:
   fields = list(arguments(module, shared))
   return f"{name} takes {', '.join(fields)}" if fields else f"{name} takes no arguments"
@@ -77,9 +82,9 @@ def chosen_args(config, kind: str, what: str, modules: Mapping[str, object],
   all_args = config.get(kind) or {}
   for name, section in all_args.items():
     if not hasattr(section, "items"):  # set by a config written for the flat head_args/model_args of old
-      owners = [m for m, module in modules.items() if name in arguments(module, shared)]
+      owning = owners(name, modules, shared)
       raise UserError(f"{kind}.{name}={section!r}: each {what}'s fields are in its own section, "
-                      f"{kind}.<{what}>.<field> ({name} is a field of {', '.join(owners) or f'no {what}'}); "
+                      f"{kind}.<{what}>.<field> ({name} is a field of {', '.join(owning) or f'no {what}'}); "
                       f"{takes(chosen, modules[chosen], shared)}")
     if name == chosen:
       refuse_unknown(kind, what, name, section, modules[name], shared)

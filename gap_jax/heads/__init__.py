@@ -56,7 +56,7 @@ def chosen_head_args(config) -> dict:
 
 
 def heads_taking(field: str) -> list[str]:
-  return [name for name, cls in HEADS.items() if field in sections.arguments(cls)]
+  return sections.owners(field, HEADS)
 
 
 def make_head(head: str, head_args: Mapping[str, object], **module_kwargs) -> nn.Module:
