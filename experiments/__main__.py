@@ -1,5 +1,8 @@
-"""python -m experiments <name> [--quick] [--seeds N] [--out DIR] [--shard i/n]: run one hypothesis
+"""python -m experiments <name> [--quick] [--seeds N] [--out DIR] [--shard i/n] [--padding P]: run one hypothesis
 experiment, or the flagship why_gap_works (every claim's experiment in its quick setting, one report).
+--padding P re-runs the experiment with P padding in every convolution, same seeds and data
+(experiments/padding.py), into results/<name>-padding-P[-quick]; `padding_confound [--quick]` compares the
+re-runs with the originals (experiments/padding_confound.py).
 --shard i/n trains only every n-th of the experiment's (point, seed) runs, so that n invocations (SLURM array
 tasks, or one process per device) share a sweep; the last to finish writes the report."""
 
@@ -22,21 +25,34 @@ def main() -> None:
   parser.add_argument("--out", type=Path, default=None, help="default: results/<name> (quick: results/<name>-quick)")
   parser.add_argument("--shard", default=None, metavar="i/n",
                       help="train every n-th run from the i-th; the last shard to finish writes the report")
+  parser.add_argument("--padding", default=None, metavar="P",
+                      help="re-run with P (zeros or circular) padding in every convolution, same seeds and data; "
+                           "default out: results/<name>-padding-P[-quick]")
   args = parser.parse_args()
   import experiments
-  from experiments import why_gap_works
+  from experiments import padding, why_gap_works
   from experiments.framework import parse_shard, run, run_shard
   from gap_jax import compilation_cache
   from gap_jax.cpu import malloc
   malloc.restart_with_settings()
   compilation_cache.enable()
   try:
+    if args.padding and args.name in (why_gap_works.NAME, padding.CONFOUND):
+      raise UserError(f"--padding re-runs one experiment; {args.name} trains no sweep of its own")
     if args.name == why_gap_works.NAME:  # always quick: that is what keeps it under 15 minutes
       why_gap_works.run(args.out or Path("results") / args.name, seeds=args.seeds or QUICK_SEEDS)
+      return
+    if args.name == padding.CONFOUND:  # reads the re-runs' results: trains nothing
+      from experiments import padding_confound
+      padding_confound.main(args.out or Path("results") / padding_confound.out_name(args.quick), args.quick)
       return
     seeds = args.seeds or (QUICK_SEEDS if args.quick else FULL_SEEDS)
     exp = experiments.get(args.name)
     out = args.out or Path("results") / (args.name + ("-quick" if args.quick else ""))
+    if args.padding:
+      exp = padding.with_padding(exp, args.padding)
+      exp.sweep(args.quick)  # a padding that changes no point is refused before any folder is made
+      out = args.out or Path("results") / padding.out_name(args.name, args.padding, args.quick)
     if args.shard:
       run_shard(exp, out, parse_shard(args.shard), quick=args.quick, seeds=seeds)
     else:
