@@ -40,6 +40,7 @@ from experiments import arrangement, counterexample, stats
 from experiments.padding import CONFOUND as NAME
 from experiments.padding import PADDINGS, out_name as rerun_name, padded_point
 from gap_jax.errors import UserError
+from gap_jax.train import hardware
 from gap_jax.workdir import config_differences, upgraded
 
 ZEROS, CIRCULAR = PADDINGS
@@ -70,7 +71,8 @@ def _gap(p: dict) -> bool:
 # GAP - GMP of MaxBoxAccV2 and PxAP at every placement and field.
 DECISIVE = {
     "arrangement": (
-        Quantity("rotation_pair", lambda p: _gap(p) and not arrangement.BLIND < p["receptive_field"] < arrangement.NEEDED),
+        Quantity("rotation_pair",
+                 lambda p: _gap(p) and not arrangement.BLIND < p["receptive_field"] < arrangement.NEEDED),
         Quantity("control", _gap)),
     "counterexample": (
         Quantity("corners_vs_edges", lambda p: _gap(p) and (p["receptive_field"] == 1 or
@@ -173,7 +175,8 @@ def compare_quantity(name: str, q: Quantity, points: dict, params: dict) -> dict
       partner = twins[padding]
     sides[padding] = seed_values(q, point, partner)
   seeds = sorted(set(sides[ZEROS]) & set(sides[CIRCULAR]))
-  row = {"quantity": q.label, "where": {k: v for k, v in params.items() if k != "padding"}, "seeds": seeds,
+  row = {"quantity": q.label, "point": points[identity(params)][ZEROS]["key"],
+         "where": {k: v for k, v in params.items() if k != "padding"}, "seeds": seeds,
          "from": {p: points[identity(params)][p]["folder"] for p in PADDINGS}}
   if len(seeds) < 2:
     return {**row, "zeros": None, "circular": None, "difference": None, "outcome": outcome(None)}
@@ -269,8 +272,9 @@ RULE = (f"Per decisive quantity and point, the paired difference circular - zero
         f"its 95% interval (Student t below {stats.BOOTSTRAP_FROM} seeds, percentile bootstrap from "
         f"{stats.BOOTSTRAP_FROM}): a confound if the interval lies beyond +-{THRESHOLD}, not a confound if it lies "
         f"within [-{THRESHOLD}, {THRESHOLD}], otherwise (or with fewer than 2 paired seeds) undetermined. A verdict "
-        "is confounded by padding if any of its quantities is, not confounded if none of them can be, otherwise "
-        "undetermined. Pairs whose configs differ in more than the padding, or whose data differ, are refused.")
+        "is confounded by padding if any of its quantities is a confound, not confounded if every one is not a "
+        "confound, otherwise undetermined. Pairs whose configs differ in more than the padding, or whose data "
+        "differ, are refused.")
 
 
 def where_text(where: dict) -> str:
@@ -310,28 +314,29 @@ def render(results: dict) -> str:
         for s in c["sets"]) + "."]
   if results["figures"]:
     lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in results["figures"]]
-  lines += ["", f"Compared {results['finished']} in {results['wall_time_s']:.1f} s; the runs' training times and "
-            "machines are those of the result sets above."]
+  lines += ["", f"Compared {results['finished']} in {results['wall_time_s']:.1f} s on "
+            f"{results['hardware']['cpu_model']} (reads results.json files, trains nothing); the runs' training "
+            "times and machines are those of the result sets above."]
   return "\n".join(lines) + "\n"
 
 
 def figure(comparisons: list[dict], path: Path) -> str | None:
   """Each paired difference with its interval, against the +-THRESHOLD band."""
-  rows = [(f"{c['experiment']}: {r['quantity']}, {where_text(r['where'])}", r["difference"])
+  rows = [(f"{c['experiment']}: {r['quantity']} at {r['point']}", r["difference"])
           for c in comparisons for r in c["quantities"] if r["difference"]]
   if not rows:
     return None
   from experiments import plots  # noqa: F401  (sets the Agg backend)
   import matplotlib.pyplot as plt
-  fig, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.2))
+  fig, ax = plt.subplots(figsize=(9, 0.35 * len(rows) + 1.2))
   for i, (_, d) in enumerate(rows):
     ax.errorbar(d["mean"], i, xerr=[[d["mean"] - d["lo"]], [d["hi"] - d["mean"]]], fmt="o", capsize=3, color="C0")
-  ax.axvspan(-THRESHOLD, THRESHOLD, color="gray", alpha=0.2, label=f"+-{THRESHOLD}")
+  ax.axvspan(-THRESHOLD, THRESHOLD, color="gray", alpha=0.2, label=f"within ±{THRESHOLD}")
   ax.axvline(0, color="gray", lw=0.8)
   ax.set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=7)
   ax.invert_yaxis()
   ax.set_xlabel("circular - zeros, paired by seed (95% interval)")
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=8, loc="lower right")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -359,7 +364,8 @@ def main(out_dir: Path, quick: bool, root: Path = Path("results")) -> dict:
   made = figure(comparisons, out_dir / "difference_by_quantity.png")
   results = {"name": NAME, "quick": quick, "rule": RULE, "threshold": THRESHOLD, "controls": checked,
              "comparisons": comparisons, "figures": [made] if made else [],
-             "finished": time.strftime("%Y-%m-%d %H:%M %Z"), "wall_time_s": time.time() - t0}
+             "finished": time.strftime("%Y-%m-%d %H:%M %Z"), "wall_time_s": time.time() - t0,
+             "hardware": hardware()}
   (out_dir / "confound.json").write_text(json.dumps(results, indent=2, default=str))
   (out_dir / "report.md").write_text(render(results))
   for c in comparisons:
