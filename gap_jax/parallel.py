@@ -1,11 +1,13 @@
 """Data parallelism with `jax.jit` over a 1-D ("data",) mesh of every device (all hosts): the batch is
-sharded along it, parameters and the in-memory dataset are replicated. The same code runs on one device,
-many devices and many hosts.
+sharded along it, parameters and the test split are replicated. The same code runs on one device, many
+devices and many hosts.
+
+The training set is split into one contiguous shard per process (`process_shard`): with several processes
+each holds and reads only its own, and builds its part of every global batch from it (gap_jax/steps.py).
 
 Many hosts: the same command on every host with GAP_JAX_DISTRIBUTED=1 (`./launch.sh distributed ...`);
 `jax.distributed.initialize()` then finds the coordinator itself on SLURM and Cloud TPU, or takes
 JAX_COORDINATOR_ADDRESS, GAP_JAX_NUM_PROCESSES and GAP_JAX_PROCESS_ID from the environment elsewhere.
-Every host keeps the (small) dataset in host memory and its devices gather their own shard of each batch.
 """
 
 import os
@@ -59,3 +61,35 @@ def is_primary() -> bool:
 def replicate(host_array, mesh):
   """A host array that every process holds in full, as one global array replicated on all devices."""
   return jax.make_array_from_process_local_data(replicated(mesh), host_array, host_array.shape)
+
+
+def process_shard(num_examples: int) -> tuple[int, int]:
+  """(start, size) of this process's shard of `num_examples` training examples: examples start..start+size-1,
+  the interval grain's ShardByJaxProcess(drop_remainder=True) gives. Every shard has the same size, so with
+  several processes the last num_examples % process_count examples belong to none."""
+  size = num_examples // jax.process_count()
+  return jax.process_index() * size, size
+
+
+def device_owners(mesh) -> tuple[np.ndarray, np.ndarray]:
+  """(process, rank) of each device in mesh order: the process that owns it, and its place among that
+  process's devices. A process's part of a global batch is split over its devices in this order, as
+  jax.make_array_from_process_local_data splits it."""
+  processes = np.array([d.process_index for d in mesh.devices.flat])
+  ranks = np.array([np.sum(processes[:i] == p) for i, p in enumerate(processes)])
+  return processes, ranks
+
+
+def per_device(shard, mesh):
+  """A (devices, *shard.shape) global array in which every device holds its own process's `shard` (a host
+  array: this process's shard of the training set, or its epoch order)."""
+  local = int(np.sum(device_owners(mesh)[0] == jax.process_index()))
+  stacked = np.broadcast_to(shard, (local, *shard.shape))  # a view: the shard is not copied on the host
+  return jax.make_array_from_process_local_data(batch_sharded(mesh), stacked, (mesh.devices.size, *shard.shape))
+
+
+def global_batch(local_batch, mesh, batch_size: int):
+  """The global batch sharded over the mesh, from this process's rows of it (batch_size / process_count):
+  they go to this process's devices, split in mesh order (`device_owners`)."""
+  return jax.make_array_from_process_local_data(batch_sharded(mesh), local_batch,
+                                                (batch_size, *local_batch.shape[1:]))

@@ -1,7 +1,16 @@
 """The jitted pieces of training: state creation, one SGD step, and evaluation over a whole split.
 
-Everything random is a function of (seed, step), never of the process's history: the data order of an
-epoch comes from fold_in(order_key, epoch), augmentation and dropout from fold_in(step_key, step).
+Everything random is a function of (seed, step) and the process count, never of the process's history:
+the data order of an epoch comes from fold_in(order_key, epoch), augmentation and dropout from
+fold_in(step_key, step).
+
+Which examples a step trains on: the epoch's order is one permutation of all N training examples. Process p
+of P holds the shard parallel.process_shard gives it (N // P examples from p * (N // P)) and takes the
+examples of its shard in the order the permutation lists them; its part of the batch of step s (batch_size / P
+examples) is the next block of that list, (s % steps_per_epoch) blocks in. The global batch is the processes'
+parts side by side. With one process this is the permutation itself, cut into consecutive batches. Both data
+routes (in device memory, streamed: gap_jax/data/stream.py) use this one order, so they train on the same
+batches.
 """
 
 from typing import Any
@@ -10,11 +19,12 @@ import flax
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import PartitionSpec as P
 
 from gap_jax import cpu
 from gap_jax.data.augment import augment, normalize
 from gap_jax.models.kernels import traced_with
-from gap_jax.parallel import batch_sharded, replicated
+from gap_jax.parallel import batch_sharded, device_owners, replicated
 
 
 @flax.struct.dataclass
@@ -48,26 +58,47 @@ def make_init(model, tx, image_shape, mesh, cpu_kernels: str = "auto"):
 
 
 def make_epoch_order(num_examples: int, mesh):
-  @jax.jit
-  def order(order_key, epoch):
-    return jax.random.permutation(jax.random.fold_in(order_key, epoch), num_examples)
-  return order
+  """order(order_key, epoch) -> (devices, N // P) int32, sharded over the mesh: each device's row lists the
+  rows of its process's shard in the epoch's order (module docstring)."""
+  owners = device_owners(mesh)[0]
+  shard = num_examples // jax.process_count()
+
+  def local(order_key, epoch):
+    permutation = jax.random.permutation(jax.random.fold_in(order_key, epoch), num_examples)
+    start = jnp.asarray(owners)[jax.lax.axis_index("data")] * shard
+    mine = (permutation >= start) & (permutation < start + shard)
+    return (permutation[jnp.nonzero(mine, size=shard)[0]] - start)[None]
+
+  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(), P()), out_specs=P("data")))
 
 
-def make_train_step(model, tx, config, mean, std, steps_per_epoch: int, mesh):
-  batch = config.batch_size
+def make_gather(batch_size: int, steps_per_epoch: int, mesh):
+  """gather(images, labels, order, step) -> the step's global batch (uint8 images, labels), sharded over
+  the mesh: each device takes its rows from its own process's shard (images, labels and order as
+  parallel.per_device lays them out), so no example crosses between processes."""
+  ranks = device_owners(mesh)[1]
+  per_process, per_device = batch_size // jax.process_count(), batch_size // mesh.devices.size
+
+  def local(images, labels, order, step):
+    start = (step % steps_per_epoch) * per_process + jnp.asarray(ranks)[jax.lax.axis_index("data")] * per_device
+    idx = jax.lax.dynamic_slice_in_dim(order[0], start, per_device)
+    return images[0][idx], labels[0][idx]
+
+  return jax.shard_map(local, mesh=mesh, in_specs=(P("data"), P("data"), P("data"), P()),
+                       out_specs=(P("data"), P("data")))
+
+
+def _make_update(model, tx, config, mean, std):
+  """update(state, images, labels, step_key): one SGD step on a global batch of uint8 images (or float
+  images preprocessed on the host), normalised and augmented here, on device."""
 
   def loss_fn(params, x, y, dropout_key):
     logits, _ = model.apply({"params": params}, x, train=True, rngs={"dropout": dropout_key})
     return cross_entropy(logits, y).mean(), logits
 
-  def step(state, images, labels, order, step_key):
-    start = (state.step % steps_per_epoch) * batch
-    idx = jax.lax.dynamic_slice_in_dim(order, start, batch)
-    idx = jax.lax.with_sharding_constraint(idx, batch_sharded(mesh))
+  def update(state, images, y, step_key):
     aug_key, dropout_key = jax.random.split(jax.random.fold_in(step_key, state.step))
-    x = augment(aug_key, normalize(images[idx], mean, std), config.crop_padding, config.flip)
-    y = labels[idx]
+    x = augment(aug_key, normalize(images, mean, std), config.crop_padding, config.flip)
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, x, y, dropout_key)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     new_state = TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state)
@@ -76,7 +107,26 @@ def make_train_step(model, tx, config, mean, std, steps_per_epoch: int, mesh):
     return new_state, {"loss": loss, "accuracy": accuracy, "grad_norm": optax.tree.norm(grads),
                        "param_norm": optax.tree.norm(new_state.params)}
 
+  return update
+
+
+def make_train_step(model, tx, config, mean, std, steps_per_epoch: int, mesh):
+  """The in-memory route's step: (state, images, labels, order, step_key) -> (state, metrics), gathering
+  the step's batch on device from the shards parallel.per_device laid out."""
+  gather = make_gather(config.batch_size, steps_per_epoch, mesh)
+  update = _make_update(model, tx, config, mean, std)
+
+  def step(state, images, labels, order, step_key):
+    return update(state, *gather(images, labels, order, state.step), step_key)
+
   return jit(step, mesh, config.cpu_kernels, donate_argnums=0, out_shardings=replicated(mesh))
+
+
+def make_batch_step(model, tx, config, mean, std, mesh):
+  """The streamed route's step: (state, images, labels, step_key) -> (state, metrics) on a global batch
+  that the host assembled (parallel.global_batch)."""
+  return jit(_make_update(model, tx, config, mean, std), mesh, config.cpu_kernels, donate_argnums=0,
+             out_shardings=replicated(mesh))
 
 
 def make_evaluate(model, mean, std, eval_batch: int, mesh, cpu_kernels: str = "auto"):

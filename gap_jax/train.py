@@ -25,7 +25,7 @@ from gap_jax.preemption import StopRequest
 from gap_jax.steps import run_keys
 from gap_jax.training_setup import build_training_setup
 from gap_jax.validate import validate_config
-from gap_jax.workdir import prepare_workdir, record_config
+from gap_jax.workdir import is_remote, prepare_workdir, record_config, staging_folder, upload, workdir_path
 
 
 # The packages whose versions decide a run's numbers; results.json records them beside the code's commit.
@@ -95,7 +95,7 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
   results.json), or None when this process stopped early (`stop_after_steps` steps done, or SIGTERM)
   after saving a checkpoint: running again resumes. `on_config_change`: see gap_jax/workdir.py."""
   t_start = time.time()
-  workdir = Path(workdir)
+  workdir = workdir_path(workdir)  # local or gs:// (workdir.py)
   validate_config(config)
   parallel.check_batch_size(config.batch_size)
   parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
@@ -113,6 +113,8 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
   if primary:
     record_config(workdir, config)  # after the restore: a checkpoint that does not fit keeps the old record
   train_x, train_y, test_x, test_y = run.on_device()
+  scored_x, scored_y = run.scored_on_device()
+  batches = run.batches(order_key, start, train_x, train_y)
   eval_every = config.eval_every_steps or steps_per_epoch
   checkpoint_every = config.checkpoint_every_steps or eval_every
   end = total_steps if stop_after_steps is None else min(total_steps, start + stop_after_steps)
@@ -120,22 +122,20 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
   writer = MetricWriter(workdir) if primary else MetricWriter.discarding()
   bar = tqdm(total=total_steps, initial=start, unit="step", disable=None if primary else True,
              dynamic_ncols=True)
-  pending, order, order_epoch, done = [], None, None, start
+  pending, done = [], start
   t_log, step_log = time.time(), start
   t_run = t_progress = t_log
   trace_first, trace_count = config.profile_steps or (0, 0)  # steps counted from 1, as in the logs
   traced = range(trace_first, trace_first + trace_count) if primary else range(0)  # the primary host's
-  tracing = False
+  tracing, traced_into = False, None
   try:
     with StopRequest() as stop:
       for step in range(start, end):
         if step + 1 in traced and not tracing:
-          jax.profiler.start_trace(workdir / "profile")
+          traced_into = staging_folder(workdir)  # jax.profiler writes local files only: gs:// gets them after
+          jax.profiler.start_trace(traced_into / "profile")
           tracing = True
-        epoch = step // steps_per_epoch
-        if epoch != order_epoch:
-          order, order_epoch = run.epoch_order(order_key, epoch), epoch
-        state, metrics = run.train_step(state, train_x, train_y, order, step_key)
+        state, metrics = run.train_step(state, *next(batches), step_key)
         pending.append(metrics)
         done = step + 1
         evaluate_now = done % eval_every == 0 or done == total_steps
@@ -173,15 +173,18 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
   finally:
     if tracing:
       jax.profiler.stop_trace()
+    if traced_into is not None and is_remote(workdir):
+      upload(traced_into, workdir)
+      traced_into.rmtree()
     bar.close()
     checkpoints.close()  # waits for the last asynchronous save to be complete on disk
     writer.close()
   if done < total_steps:
     return None
 
-  n_train = min(config.eval_train_examples, len(data.train))
+  n_train = len(run.scored)
   final = {f"train_{k}": float(v) for k, v in
-           jax.device_get(run.evaluate(state.params, train_x, train_y, n_train)).items()}
+           jax.device_get(run.evaluate(state.params, scored_x, scored_y, n_train)).items()}
   final.update({f"test_{k}": float(v) for k, v in
                 jax.device_get(run.evaluate(state.params, test_x, test_y, len(data.test))).items()})
   results = {"final": final, "steps": total_steps, "epochs": total_steps / steps_per_epoch,

@@ -1,27 +1,36 @@
 """What a run trains with, built from its config in one place: the dataset, the mesh, the model, the schedule
 and optimizer, and the jitted init, train step, evaluation and epoch order (gap_jax/steps.py). The training
-loop, load_trained, the benchmarks and the tests all build it here, so they all run the same computation."""
+loop, load_trained, the benchmarks and the tests all build it here, so they all run the same computation.
+
+Two data routes (config.data_route), one batch order (gap_jax/steps.py): "memory" holds this process's shard
+of the training set in device memory and gathers each batch on device; "stream" reads this process's part of
+each batch from the training set's files (gap_jax/data/stream.py) and assembles the global batch on device.
+"""
 
 import dataclasses
+import itertools
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
 import optax
 
 from gap_jax import parallel
-from gap_jax.data import Dataset, load_dataset
+from gap_jax.data import Dataset, Split, load_dataset, stream
 from gap_jax.errors import UserError
 from gap_jax.models import build_model
 from gap_jax.optim import make_optimizer, make_schedule
-from gap_jax.steps import make_epoch_order, make_evaluate, make_init, make_train_step, run_keys
+from gap_jax.steps import (make_batch_step, make_epoch_order, make_evaluate, make_init, make_train_step,
+                           run_keys)
+
+ROUTES = ("memory", "stream")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingSetup:
   config: Any  # ml_collections.ConfigDict
-  data: Dataset  # in host memory
+  data: Dataset  # data.train: this process's shard in host memory, or the whole training set's records (stream)
   mesh: jax.sharding.Mesh
   model: Any  # a Flax module of gap_jax.models
   steps_per_epoch: int
@@ -29,41 +38,89 @@ class TrainingSetup:
   schedule: optax.Schedule
   tx: optax.GradientTransformation
   init: Callable  # key -> steps.TrainState
-  train_step: Callable  # (state, train_x, train_y, order, step_key) -> (state, metrics)
+  # memory: (state, train_x, train_y, order, step_key); stream: (state, images, labels, step_key);
+  # -> (state, metrics). `batches` yields the arguments between the state and the key.
+  train_step: Callable
   evaluate: Callable  # (params, images, labels, n) -> {"loss", "accuracy"} over the first n
-  epoch_order: Callable  # (order_key, epoch) -> the epoch's permutation of the training examples
+  epoch_order: Callable  # (order_key, epoch) -> each process's order of its shard (steps.make_epoch_order)
+  scored: Split  # the first training examples (at most eval_train_examples), scored at the end
+
+  @property
+  def streamed(self) -> bool:
+    return isinstance(self.data.train, stream.Records)
 
   def initial_state(self):
     """The state the run starts from: the initial weights of its seed's init key."""
     return self.init(run_keys(self.config.seed)[0])
 
   def on_device(self):
-    """(train_x, train_y, test_x, test_y): the dataset as global arrays replicated on every device."""
+    """(train_x, train_y, test_x, test_y) as global arrays: every device holds its process's shard of the
+    training set (None, None when streaming) and the whole evaluated split."""
     d = self.data
-    return tuple(parallel.replicate(a, self.mesh)
-                 for a in (d.train.images, d.train.labels, d.test.images, d.test.labels))
+    train = (None, None) if self.streamed else (parallel.per_device(d.train.images, self.mesh),
+                                                parallel.per_device(d.train.labels, self.mesh))
+    return (*train, *(parallel.replicate(a, self.mesh) for a in (d.test.images, d.test.labels)))
+
+  def scored_on_device(self):
+    """(images, labels) of `scored`, replicated on every device."""
+    return tuple(parallel.replicate(a, self.mesh) for a in (self.scored.images, self.scored.labels))
+
+  def batches(self, order_key, start: int, train_x=None, train_y=None) -> Iterator[tuple]:
+    """For each step from `start`, the data arguments of train_step: (train_x, train_y, the epoch's
+    order), the order computed once per epoch; streaming, the step's global batch (images, labels)."""
+    per_process = self.config.batch_size // jax.process_count()
+    if self.streamed:
+      yield from stream.batches(self.data.train, self.epoch_order, order_key, start, self.steps_per_epoch,
+                                per_process, self.mesh, self.config.batch_size)
+      return
+    for epoch in itertools.count(start // self.steps_per_epoch):
+      order = self.epoch_order(order_key, epoch)
+      for _ in range(max(start - epoch * self.steps_per_epoch, 0), self.steps_per_epoch):
+        yield train_x, train_y, order
+
+
+def load_route(config) -> Dataset:
+  """The run's data as its route takes them: loaded into host memory, or opened for streaming."""
+  route = config.get("data_route", "memory")
+  if route not in ROUTES:
+    raise UserError(f"unknown data_route {route!r}: choose one of {list(ROUTES)}")
+  return stream.open_dataset(config) if route == "stream" else load_dataset(config)
 
 
 def build_training_setup(config, data: Dataset | None = None, mesh: jax.sharding.Mesh | None = None) -> TrainingSetup:
-  """The set-up `config` describes, on `data` (default: load_dataset(config)) and `mesh` (default: every
-  device). Refuses, with a UserError, a batch larger than the training set and a model that cannot take the
-  images."""
-  data = load_dataset(config) if data is None else data
-  steps_per_epoch = len(data.train) // config.batch_size
+  """The set-up `config` describes, on `data` (default: its route's load_route(config)) and `mesh` (default:
+  every device). With several processes an in-memory training set is cut to this process's shard. Refuses,
+  with a UserError, a batch larger than a shard and a model that cannot take the images."""
+  data = load_route(config) if data is None else data
+  num_examples = len(data.train)
+  start, shard = parallel.process_shard(num_examples)
+  per_process = config.batch_size // jax.process_count()
+  steps_per_epoch = shard // per_process
   if steps_per_epoch == 0:
-    raise UserError(f"batch_size={config.batch_size} exceeds the {len(data.train)} training examples")
+    raise UserError(f"batch_size={config.batch_size} exceeds the {num_examples} training examples"
+                    + (f" ({shard} per process)" if jax.process_count() > 1 else ""))
+  scored = min(config.eval_train_examples, shard)
+  if isinstance(data.train, Split):
+    scored = Split(data.train.images[:scored], data.train.labels[:scored])
+    if shard < num_examples:  # a copy, so the rest of the training set can be freed
+      data = dataclasses.replace(data, train=Split(data.train.images[start:start + shard].copy(),
+                                                   data.train.labels[start:start + shard].copy()))
+  else:
+    scored = data.train.read(np.arange(scored))
   total_steps = config.num_train_steps or math.ceil(config.num_epochs * steps_per_epoch)
   model = build_model(config, data.num_classes)
   _check_model_fits(model, data.image_shape)
   mesh = parallel.make_mesh() if mesh is None else mesh
   schedule = make_schedule(config, total_steps, steps_per_epoch)
   tx = make_optimizer(config, schedule)
+  step = (make_batch_step(model, tx, config, data.mean, data.std, mesh) if isinstance(data.train, stream.Records)
+          else make_train_step(model, tx, config, data.mean, data.std, steps_per_epoch, mesh))
   return TrainingSetup(
       config, data, mesh, model, steps_per_epoch, total_steps, schedule, tx,
       init=make_init(model, tx, data.image_shape, mesh, config.cpu_kernels),
-      train_step=make_train_step(model, tx, config, data.mean, data.std, steps_per_epoch, mesh),
+      train_step=step,
       evaluate=make_evaluate(model, data.mean, data.std, config.eval_batch_size, mesh, config.cpu_kernels),
-      epoch_order=make_epoch_order(len(data.train), mesh))
+      epoch_order=make_epoch_order(num_examples, mesh), scored=scored)
 
 
 def _check_model_fits(model, image_shape) -> None:

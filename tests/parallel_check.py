@@ -19,11 +19,10 @@ results = {}
 for name, mesh in (("four", parallel.make_mesh()), ("one", parallel.make_mesh(jax.devices()[:1]))):
   setup = build_training_setup(config, data, mesh)
   state = setup.init(jax.random.key(0))
-  put = lambda a: jax.device_put(a, parallel.replicated(mesh))
   order = setup.epoch_order(jax.random.key(1), 0)
   losses = []
   for _ in range(3):
-    state, metrics = setup.train_step(state, put(data.train.images), put(data.train.labels), order, jax.random.key(2))
+    state, metrics = setup.train_step(state, *setup.on_device()[:2], order, jax.random.key(2))
     losses.append(float(metrics["loss"]))
   results[name] = (losses, [np.asarray(x) for x in jax.tree.leaves(state.params)],
                    len(state.params["output"]["class_maps"]["kernel"].sharding.device_set))

@@ -111,7 +111,7 @@ def one_training_step(config, data) -> float:
     setup = build_training_setup(config, data)
     _SETUPS[key] = setup, setup.initial_state()
   setup, state = _SETUPS[key]
-  put = lambda a: jax.device_put(a, parallel.replicated(setup.mesh))
+  put = lambda a: parallel.per_device(a, setup.mesh)  # the training set as the step takes it
   order = setup.epoch_order(jax.random.key(1), 0)
   state = jax.tree.map(lambda x: x.copy(), state)  # the step donates its state
   _, metrics = setup.train_step(state, put(data.train.images), put(data.train.labels), order, jax.random.key(2))

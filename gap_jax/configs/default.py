@@ -40,6 +40,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Data. Each dataset's paper defaults (preprocessing, validation, augmentation): gap_jax/data/specs.py.
   c.dataset = "synthetic"  # gap_jax.data.DATASETS: cifar10, cifar100, svhn_cropped, mnist, fashion_mnist
   c.data_source = "auto"  # "local" (files, no network), "tfds", or "auto": local where it exists, else tfds
+  # "memory": the training set in device memory (each process its shard), fast for data that fit; "stream": read
+  # from its files batch by batch (tfds: array_record) for data that do not. The same batches (docs/data.md).
+  c.data_route = "memory"
   c.data_dir = placeholder(str)  # local files; None: $GAP_JAX_DATA_DIR, then the dataset's default folder
   c.tfds_data_dir = placeholder(str)  # tfds; None: tfds's own ($TFDS_DATA_DIR, else ~/tensorflow_datasets)
   c.train_extra = False  # svhn_cropped: also train on its 531k "extra" images (as the paper did)

@@ -1,4 +1,5 @@
-"""Datasets by name, loaded into host memory; the training loop puts them on device.
+"""Datasets by name, loaded into host memory; the training loop puts them on device (or streams the training
+set from its files: gap_jax/data/stream.py).
 
 load_dataset(config) reads the splits from the dataset's source, holds out a validation split when
 `config.eval_split == "validation"`, then preprocesses (gap_jax.data.preprocess). To add a dataset, add a
@@ -44,12 +45,17 @@ def read_splits(name: str, spec: DatasetSpec, source: str, config,
     return {"train": train, "test": test}, num_classes
   splits = tfds_source.load(spec.tfds_name, wanted, _field(config, "tfds_data_dir", None))
   for split_name, split in splits.items():
-    shape, top = split.images.shape[1:], int(split.labels.max())
-    if shape != spec.image_shape or top >= spec.num_classes or split.labels.min() < 0:
-      raise UserError(f"the prepared {name} {split_name} split has images {shape} and labels up to {top}, "
-                      f"expected {spec.image_shape} and below {spec.num_classes}: delete it from the "
-                      f"tfds data dir and run `{tfds_source.prepare_command(name, None)}`")
+    check_prepared(name, spec, split_name, split.image_shape, split.labels)
   return splits, spec.num_classes
+
+
+def check_prepared(name: str, spec: DatasetSpec, split_name: str, shape, labels) -> None:
+  """Refuse prepared tfds data whose images or labels are not the dataset's."""
+  top = int(labels.max())
+  if shape != spec.image_shape or top >= spec.num_classes or labels.min() < 0:
+    raise UserError(f"the prepared {name} {split_name} split has images {shape} and labels up to {top}, "
+                    f"expected {spec.image_shape} and below {spec.num_classes}: delete it from the "
+                    f"tfds data dir and run `{tfds_source.prepare_command(name, None)}`")
 
 
 def validation_recipe(name: str, spec: DatasetSpec, config, parts: list[str]) -> dict[str, int]:
@@ -71,7 +77,9 @@ def cache_dir(config) -> Path:
   return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gap_jax"
 
 
-def load_dataset(config) -> Dataset:
+def plan(config) -> tuple[str, DatasetSpec, str, str, list[str], str]:
+  """(name, spec, source, eval_split, training parts, preprocess method) of the config's dataset, each
+  checked before anything is read."""
   name = config.dataset
   if name not in DATASETS:
     raise UserError(f"unknown dataset {name!r}: choose one of {sorted(DATASETS)} "
@@ -87,6 +95,16 @@ def load_dataset(config) -> Dataset:
       raise UserError(f"train_extra=True, but dataset {name!r} from source {source!r} has no extra "
                       "training split (svhn_cropped through tfds has): set --config.train_extra=False")
     parts.append(spec.extra_split)
+  method = _field(config, "preprocess", "auto")
+  method = spec.preprocess if method == "auto" else method
+  if method not in preprocess.PREPROCESSORS:
+    raise UserError(f"unknown preprocess {method!r}: choose one of {sorted(preprocess.PREPROCESSORS)} "
+                    "or 'auto' (the dataset's default)")
+  return name, spec, source, eval_split, parts, method
+
+
+def load_dataset(config) -> Dataset:
+  name, spec, source, eval_split, parts, method = plan(config)
   needed = (parts + ["test"]) if eval_split == "test" else parts  # validation never reads test
   splits, num_classes = read_splits(name, spec, source, config, needed)
 
@@ -106,11 +124,6 @@ def load_dataset(config) -> Dataset:
     train, evaluated = concat(kept), concat(held)
     fitted_on += "-minus-validation-" + "+".join(str(recipe.get(p, 0)) for p in parts)
 
-  method = _field(config, "preprocess", "auto")
-  method = spec.preprocess if method == "auto" else method
-  if method not in preprocess.PREPROCESSORS:
-    raise UserError(f"unknown preprocess {method!r}: choose one of {sorted(preprocess.PREPROCESSORS)} "
-                    "or 'auto' (the dataset's default)")
   cache_file = cache_dir(config) / f"zca-{name}-{source}-{fitted_on}.npz"
   train_x, eval_x, mean, std = preprocess.PREPROCESSORS[method](train.images, evaluated.images, cache_file)
   return Dataset(name, Split(train_x, train.labels), Split(eval_x, evaluated.labels), num_classes,

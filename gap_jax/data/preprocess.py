@@ -176,13 +176,32 @@ def _float_stats(channels: int) -> tuple[np.ndarray, np.ndarray]:
   return np.zeros(channels, np.float32), np.ones(channels, np.float32)
 
 
+def channel_histogram(images: np.ndarray) -> np.ndarray:
+  """(C, 256) int64: how many pixels of each channel hold each uint8 value. Exact integers, so histograms of
+  parts of a training set (one per process, when streaming) add up to the whole set's in any order."""
+  channels = images.shape[-1]
+  hist = np.zeros((channels, 256), np.int64)
+  for i in range(0, len(images), CHUNK):
+    chunk = images[i:i + CHUNK].reshape(-1, channels)
+    for c in range(channels):
+      hist[c] += np.bincount(chunk[:, c], minlength=256)
+  return hist
+
+
+def histogram_stats(hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Per-channel mean and std (on the [0, 1] scale; a constant channel gets std 1) of the pixels counted
+  by a channel_histogram."""
+  values = np.arange(256) / 255.0
+  count = hist.sum(1)
+  mean = hist @ values / count
+  std = np.sqrt(np.sum(hist * np.square(values - mean[:, None]), 1) / count)
+  return mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
+
+
 def standardize(train: np.ndarray, evaluated: np.ndarray, cache_file: Path):
   if train.dtype != np.uint8:
     raise UserError(f"preprocess 'standardize' expects uint8 images, got {train.dtype}")
-  pixels = train.reshape(-1, train.shape[-1]).astype(np.float64) / 255.0
-  std = pixels.std(0)
-  return (train, evaluated, pixels.mean(0).astype(np.float32),
-          np.where(std > 0, std, 1.0).astype(np.float32))
+  return (train, evaluated, *histogram_stats(channel_histogram(train)))
 
 
 def gcn_zca(train: np.ndarray, evaluated: np.ndarray, cache_file: Path):

@@ -98,8 +98,9 @@ def _unreadable(name: str, data_dir: str | None, error: Exception) -> UserError:
                    f"`{prepare_command(name, data_dir)}`")
 
 
-def load(name: str, splits: Sequence[str], data_dir: str | None) -> dict[str, Split]:
-  """The named splits of tfds dataset `name`, preparing it first if needed."""
+def open_sources(name: str, splits: Sequence[str], data_dir: str | None) -> dict[str, Sequence[dict]]:
+  """The named splits of tfds dataset `name` as random-access data sources over its array_record files
+  (nothing read yet), preparing it first if needed."""
   import tensorflow_datasets as tfds  # here, so the local and synthetic routes never import it
 
   try:
@@ -118,4 +119,10 @@ def load(name: str, splits: Sequence[str], data_dir: str | None) -> dict[str, Sp
                                builder_kwargs={"file_format": FILE_FORMAT})
   except (NotImplementedError, ValueError, KeyError) as e:
     raise _unreadable(name, data_dir, e) from None
-  return {split: read_split(source, name, split) for split, source in zip(splits, sources)}
+  return dict(zip(splits, sources))
+
+
+def load(name: str, splits: Sequence[str], data_dir: str | None) -> dict[str, Split]:
+  """The named splits of tfds dataset `name`, read into host memory, preparing it first if needed."""
+  return {split: read_split(source, name, split)
+          for split, source in open_sources(name, splits, data_dir).items()}

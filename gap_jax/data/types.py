@@ -13,11 +13,15 @@ class Split:
   def __len__(self) -> int:
     return len(self.labels)
 
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return self.images.shape[1:]
+
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   name: str
-  train: Split
+  train: Split  # or, streaming, the training set's records (gap_jax.data.stream.Records)
   test: Split  # the split the training loop evaluates: the test split, or the held-out validation split
   num_classes: int
   mean: np.ndarray  # (C,) per-channel mean of uint8 training images on the [0, 1] scale; 0 for float images
@@ -27,4 +31,4 @@ class Dataset:
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
-    return self.train.images.shape[1:]
+    return self.train.image_shape

@@ -1,0 +1,121 @@
+"""Run by test_data_routes.py (and test_multihost.py) as one or several processes: the two data routes against
+the documented batch order (gap_jax/steps.py), computed here again in numpy from the epoch's permutation.
+
+  python tests/data_routes_check.py routes TFDS_DATA_DIR OUT_DIR
+      on tfds array_record files: every step's global batch of the in-memory route (its on-device gather)
+      and of the streamed route (grain reads), the global batches the order defines, the normalisation
+      statistics of both, and the parameters after a few steps of each; writes OUT_DIR/<process>.json.
+  python tests/data_routes_check.py replay WORKDIR PROCESSES
+      one process trains WORKDIR's config on the batches that PROCESSES processes draw (the order again, in
+      numpy) and prints the largest difference from WORKDIR's parameters.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from gap_jax import parallel
+from gap_jax.configs import synthetic
+from gap_jax.data import load_dataset
+from gap_jax.steps import make_gather, run_keys
+from gap_jax.training_setup import build_training_setup
+
+parallel.initialize_distributed()
+
+
+def expected_indices(order_key, step: int, num_examples: int, processes: int, batch_size: int,
+                     steps_per_epoch: int) -> np.ndarray:
+  """The global batch of `step` as docs/data.md states it: process p takes, in the epoch's permutation's
+  order, the examples of its shard [p n, (p + 1) n), n = N // P, a block of batch_size / P per step; the
+  processes' blocks side by side."""
+  epoch, within = divmod(step, steps_per_epoch)
+  permutation = np.asarray(jax.random.permutation(jax.random.fold_in(order_key, epoch), num_examples))
+  n, b = num_examples // processes, batch_size // processes
+  return np.concatenate([permutation[(permutation >= p * n) & (permutation < (p + 1) * n)][within * b:(within + 1) * b]
+                         for p in range(processes)])
+
+
+def tiny_mnist_config(tfds_data_dir: str):
+  c = synthetic.get_config()
+  c.dataset, c.data_source, c.tfds_data_dir = "mnist", "tfds", tfds_data_dir
+  c.model, c.model_args.nin.blocks = "nin", (((8, 3),), ((8, 3),))
+  c.batch_size, c.eval_batch_size, c.eval_train_examples = 8, 8, 16
+  c.crop_padding, c.flip, c.dropout = 2, True, 0.5
+  return c
+
+
+def routes(tfds_data_dir: str, out_dir: str, first: int = 10, last: int = 27, train_steps: int = 3):
+  c = tiny_mnist_config(tfds_data_dir)
+  full = load_dataset(c)  # the whole training set, for the expected batches
+  _, order_key, step_key = run_keys(c.seed)
+  runs, got = {}, {}
+  for route in ("memory", "stream"):
+    c.data_route = route
+    run = runs[route] = build_training_setup(c)
+    train_x, train_y, _, _ = run.on_device()
+    batches = run.batches(order_key, first, train_x, train_y)
+    if route == "memory":  # the step's own gather: what train_step trains on
+      gather = jax.jit(make_gather(c.batch_size, run.steps_per_epoch, run.mesh))
+      batches = (gather(*args, step) for step, args in zip(range(first, last), batches))
+    got[route] = [tuple(np.asarray(multihost_utils.process_allgather(a, tiled=True)) for a in batch)
+                  for _, batch in zip(range(first, last), batches)]
+  run = runs["memory"]
+  expected = [expected_indices(order_key, s, len(full.train), jax.process_count(), c.batch_size,
+                               run.steps_per_epoch) for s in range(first, last)]
+  params = {}
+  for route, run in runs.items():  # a few steps of each from the same initial state
+    state = run.initial_state()
+    train_x, train_y, _, _ = run.on_device()
+    for _, args in zip(range(train_steps), run.batches(order_key, 0, train_x, train_y)):
+      state, _ = run.train_step(state, *args, step_key)
+    params[route] = [np.asarray(multihost_utils.process_allgather(p, tiled=True))
+                     for p in jax.tree.leaves(state.params)]
+  report = {
+      "processes": jax.process_count(), "devices": jax.device_count(),
+      "mesh_processes": [int(p) for p in parallel.device_owners(run.mesh)[0]],
+      "steps_per_epoch": run.steps_per_epoch, "shard": len(runs["memory"].data.train),
+      "steps_compared": [len(got["memory"]), len(got["stream"])],
+      "routes_equal": all(np.array_equal(a, b) for m, s in zip(got["memory"], got["stream"]) for a, b in zip(m, s)),
+      "images_as_defined": all(np.array_equal(m[0], full.train.images[i]) for m, i in zip(got["memory"], expected)),
+      "labels_as_defined": all(np.array_equal(m[1], full.train.labels[i]) for m, i in zip(got["memory"], expected)),
+      "distinct_per_step": [len(set(i.tolist())) for i in expected],
+      "stats_equal": bool(np.array_equal(runs["memory"].data.mean, runs["stream"].data.mean)
+                          and np.array_equal(runs["memory"].data.std, runs["stream"].data.std)),
+      "params_equal": all(np.array_equal(a, b) for a, b in zip(params["memory"], params["stream"])),
+      "params_changed": any(not np.array_equal(a, np.asarray(multihost_utils.process_allgather(b, tiled=True)))
+                            for a, b in zip(params["memory"], jax.tree.leaves(runs["memory"].initial_state().params))),
+  }
+  Path(out_dir, f"{jax.process_index()}.json").write_text(json.dumps(report))
+
+
+def replay(workdir: str, processes: int):
+  """Largest parameter difference from WORKDIR's run after training on the batches `processes` processes
+  draw, and (the control) on those one process draws."""
+  from gap_jax.trained import load_trained
+  trained = load_trained(workdir)
+  c = trained.config
+  c.data_route = "stream"  # its step trains on a global batch given from the host
+  run = build_training_setup(c)
+  _, order_key, step_key = run_keys(c.seed)
+  diffs = {}
+  for name, count in (("param_diff", processes), ("one_process_order_diff", 1)):
+    state = run.initial_state()
+    for step in range(trained.step):
+      batch = run.data.train.read(expected_indices(order_key, step, len(run.data.train), count, c.batch_size,
+                                                   run.steps_per_epoch))
+      state, _ = run.train_step(state, *(jax.device_put(a, parallel.batch_sharded(run.mesh))
+                                         for a in (batch.images, batch.labels)), step_key)
+    diffs[name] = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                      for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(trained.state.params)))
+  print(json.dumps({"steps": trained.step, **diffs}))
+
+
+if __name__ == "__main__":
+  if sys.argv[1] == "routes":
+    routes(sys.argv[2], sys.argv[3])
+  else:
+    replay(sys.argv[2], int(sys.argv[3]))
