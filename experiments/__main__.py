@@ -37,12 +37,14 @@ def main() -> None:
   malloc.restart_with_settings()
   compilation_cache.enable()
   try:
-    if args.padding and args.name in (why_gap_works.NAME, padding.CONFOUND):
-      raise UserError(f"--padding re-runs one experiment; {args.name} trains no sweep of its own")
+    if args.padding and args.name == why_gap_works.NAME:
+      raise UserError("--padding re-runs one experiment, not the flagship: ./launch.sh experiment <name> --padding P")
     if args.name == why_gap_works.NAME:  # always quick: that is what keeps it under 15 minutes
       why_gap_works.run(args.out or Path("results") / args.name, seeds=args.seeds or QUICK_SEEDS)
       return
     if args.name == padding.CONFOUND:  # reads the re-runs' results: trains nothing
+      if args.padding or args.seeds or args.shard:
+        raise UserError(f"{args.name} trains nothing: it takes only --quick and --out")
       from experiments import padding_confound
       padding_confound.main(args.out or Path("results") / padding_confound.out_name(args.quick), args.quick)
       return

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+import experiments
 from experiments import arrangement, counterexample, stats
 from experiments.padding import CONFOUND as NAME
 from experiments.padding import PADDINGS, out_name as rerun_name, padded_point
@@ -45,7 +46,6 @@ from gap_jax.workdir import config_differences, upgraded
 
 ZEROS, CIRCULAR = PADDINGS
 THRESHOLD = 0.05
-OUTCOMES = ("confound", "not a confound", "undetermined")
 PLANTED_MOVE, PLANTED_NOISE, PLANTED_SEEDS = 0.15, 0.005, 3
 
 
@@ -162,22 +162,19 @@ def seed_values(q: Quantity, point: dict, partner: dict | None) -> dict[int, flo
 
 def compare_quantity(name: str, q: Quantity, points: dict, params: dict) -> dict:
   """One row: the quantity at one point under each padding, the paired difference and its outcome."""
-  sides = {}
-  for padding in PADDINGS:
-    point = points[identity(params)][padding]
-    check_pair(name, *(points[identity(params)][p] for p in PADDINGS))
-    partner = None
-    if q.minus:
-      twins = points.get(identity({**params, "head": q.minus}), {})
-      if set(PADDINGS) - set(twins):
-        raise UserError(f"{name}: {point['key']} has no {q.minus} point beside it under both paddings")
-      check_pair(name, *(twins[p] for p in PADDINGS))
-      partner = twins[padding]
-    sides[padding] = seed_values(q, point, partner)
+  mine = points[identity(params)]
+  check_pair(name, mine[ZEROS], mine[CIRCULAR])
+  partners = {}
+  if q.minus:
+    partners = points.get(identity({**params, "head": q.minus}), {})
+    if set(PADDINGS) - set(partners):
+      raise UserError(f"{name}: {mine[ZEROS]['key']} has no {q.minus} point beside it under both paddings")
+    check_pair(name, partners[ZEROS], partners[CIRCULAR])
+  sides = {p: seed_values(q, mine[p], partners.get(p)) for p in PADDINGS}
   seeds = sorted(set(sides[ZEROS]) & set(sides[CIRCULAR]))
-  row = {"quantity": q.label, "point": points[identity(params)][ZEROS]["key"],
+  row = {"quantity": q.label, "point": mine[ZEROS]["key"],
          "where": {k: v for k, v in params.items() if k != "padding"}, "seeds": seeds,
-         "from": {p: points[identity(params)][p]["folder"] for p in PADDINGS}}
+         "from": {p: mine[p]["folder"] for p in PADDINGS}}
   if len(seeds) < 2:
     return {**row, "zeros": None, "circular": None, "difference": None, "outcome": outcome(None)}
   zeros, circular = (stats.summarize([sides[p][s] for s in seeds]) for p in PADDINGS)
@@ -221,7 +218,6 @@ def planted_sets(name: str, move: float, move_every_head: bool = False, seed: in
   shared by both paddings plus PLANTED_NOISE of its own (the data-only measures none), and under circular
   padding the first decisive quantity moved by `move` (0-1 scale) at the first point where padding acts and
   the rule reads it; with `move_every_head`, every head's value at that point moves alike."""
-  import experiments
   rng = np.random.default_rng(seed)
   q = DECISIVE[name][0]
   points = experiments.get(name).sweep(True)
