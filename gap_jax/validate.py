@@ -41,6 +41,13 @@ def validate_config(config) -> None:
   # Only the chosen head's and model's sections are used: a value set in another's is refused.
   chosen_head_args(config)
   chosen_model_args(config)
+  subset = (config.get("fashion_mnist") or {}).get("num_train")
+  if subset is not None and subset <= 0:
+    raise UserError(f"fashion_mnist.num_train={subset!r} must be a positive number of training images, or "
+                    "unset (None) for all of them")
+  if subset is not None and config.dataset == "fashion_mnist" and config.data_source == "tfds":
+    raise UserError("fashion_mnist.num_train draws its subset from the local IDX files: set "
+                    "--config.data_source=local (or auto), or unset fashion_mnist.num_train")
   steps = tuple(config.profile_steps)
   if steps and not (len(steps) == 2 and all(type(n) is int and n > 0 for n in steps)):
     raise UserError(f"profile_steps={steps} must be two positive integers, the first step to trace and how "

@@ -65,6 +65,8 @@ def get_config() -> ml_collections.ConfigDict:
        "seed": 0})
   # gap_jax/data/position.py: one identical patch; the class is its quadrant (top-left or bottom-right).
   c.position = ml_collections.ConfigDict(position.DEFAULTS)
+  # gap_jax/data/fashion_mnist.py: num_train trains on that many training images drawn by seed (None: all 60k).
+  c.fashion_mnist = ml_collections.ConfigDict({"num_train": placeholder(int), "seed": 0})
   # gap_jax/data/shapes.py: one or more shapes of the image's class on clutter; equal_area: every class
   # covers as many pixels (no area cue).
   c.shapes = ml_collections.ConfigDict(

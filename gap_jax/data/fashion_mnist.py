@@ -1,7 +1,8 @@
 """Fashion-MNIST from its four IDX .gz files, no network and no TensorFlow.
 
 Looked for in `config.data_dir`, else $GAP_JAX_DATA_DIR, else /usr/share/datasets/fashion-mnist (where
-Debian's package `dataset-fashion-mnist` puts them).
+Debian's package `dataset-fashion-mnist` puts them). `config.fashion_mnist.num_train` trains on a random subset
+of the training split (drawn by `config.fashion_mnist.seed`); the test split is always all 10,000.
 """
 
 import os
@@ -40,6 +41,18 @@ def load_split(folder: Path, split: str) -> Split:
   return Split(images[..., None], labels.astype(np.int32))
 
 
+def subset(split: Split, num: int | None, seed: int) -> Split:
+  """`num` examples drawn at random without replacement, kept in their original order; all when None."""
+  if num is None:
+    return split
+  if num > len(split):
+    raise UserError(f"fashion_mnist.num_train={num} exceeds the {len(split)} training images: lower "
+                    "--config.fashion_mnist.num_train, or unset it (None) for all of them")
+  keep = np.sort(np.random.default_rng(seed).choice(len(split), num, replace=False))
+  return Split(split.images[keep], split.labels[keep])
+
+
 def load(config) -> tuple[Split, Split, int]:
   folder = data_dir(config.data_dir)
-  return load_split(folder, "train"), load_split(folder, "test"), NUM_CLASSES
+  c = config.get("fashion_mnist") or {"num_train": None, "seed": 0}  # configs from before the section
+  return subset(load_split(folder, "train"), c["num_train"], c["seed"]), load_split(folder, "test"), NUM_CLASSES
