@@ -1,13 +1,12 @@
 """The head comparisons' measures on planted data: the localization experiment scores only margin maps (which
 the loss determines), by hand-checkable numbers and with its thresholds chosen on a held-out split, its
-planted GMP-like maps localize worse, its rule judges each placement and field, and the GAP-vs-FC rule stays
-inconclusive when datasets disagree."""
+planted GMP-like maps localize worse, and its rule judges each placement and field (gap_vs_fc's rule:
+tests/test_gap_vs_fc.py)."""
 
 import ml_collections
 import numpy as np
 import pytest
 
-from experiments import gap_vs_fc
 from experiments import gap_vs_gmp_localization as loc
 from experiments.convergence import Convergence
 from experiments.measures import margin_maps
@@ -161,15 +160,3 @@ def test_held_out_split_is_drawn_as_the_test_split_but_from_data_no_run_sees(mon
   for seed in range(loc.FULL_RUN_SEEDS + 1):  # every run's train (seed) and test (seed + 1) draw
     first = shapes.generate(4, seed, image_size=c.image_size, max_objects=1)[0]
     assert not (heldout[:4] == first).all()
-
-
-def test_gap_vs_fc_is_inconclusive_when_datasets_disagree_or_a_head_is_missing():
-  positive, negative = (c.summaries for c in gap_vs_fc.controls())
-  mixed = {**{k: p for k, p in positive.items() if p["params"]["dataset"] == "planted-easy"},
-           **{k: p for k, p in negative.items() if p["params"]["dataset"] == "planted-hard"}}
-  verdict = gap_vs_fc.decide(mixed)
-  assert verdict.verdict == "inconclusive"
-  assert "-> supported" in verdict.reason.split("planted-hard")[0] and verdict.reason.endswith("-> refuted.")
-  lacking = {k: p for k, p in positive.items() if k != "planted-hard_fc"}
-  verdict = gap_vs_fc.decide(lacking)
-  assert verdict.verdict == "inconclusive" and "planted-hard: the sweep lacks ['fc']" in verdict.reason
