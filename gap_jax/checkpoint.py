@@ -9,19 +9,23 @@ whole but does not fit the run's state (another model or head after --allow_conf
 damage: restoring it stops with one error naming the difference, and every checkpoint stays in place.
 A read that fails for a reason that may pass (an I/O error, a storage backend that is unavailable or
 timed out) is retried with backoff and then reported, never taken for damage (`is_transient`).
+
+The directory may be local or gs:// (an `etils.epath.Path`, as orbax takes it): orbax writes the arrays
+through tensorstore's gcs driver and the rest through epath.
 """
 
 import contextlib
 import errno
 import sys
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from gap_jax.errors import UserError
+from gap_jax.workdir import is_remote, make_folder
 
 
 COMMIT_MARKER = "commit_success.txt"  # orbax writes it last
@@ -49,8 +53,10 @@ def is_transient(error: BaseException) -> bool:
 
 
 class Checkpoints:
-  def __init__(self, directory: Path, keep: int):
-    self.directory = Path(directory).absolute()
+  def __init__(self, directory: epath.Path, keep: int):
+    directory = epath.Path(directory)
+    # Orbax wants an absolute local path; `absolute()` would turn gs://b/x into <cwd>/gs:/b/x.
+    self.directory = directory if is_remote(directory) else directory.absolute()
     self._keep = keep
     self._manager = self._open()
 
@@ -143,7 +149,7 @@ class Checkpoints:
   def _quarantine(self, step: int, error: Exception) -> None:
     """Move a damaged checkpoint out of orbax's sight, keeping it for a human to inspect."""
     corrupt = self.directory.parent / "corrupt_checkpoints"
-    corrupt.mkdir(exist_ok=True)
+    make_folder(corrupt)
     target = corrupt / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
     (self.directory / str(step)).rename(target)
     print(f"warning: checkpoint at step {step} does not restore ({type(error).__name__}: "

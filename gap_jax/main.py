@@ -88,6 +88,11 @@ def main(argv) -> None:
     fail(f"unexpected arguments: {' '.join(argv[1:])}")
   if _FRESH.value and _ALLOW_CHANGE.value:
     fail("--fresh_start and --allow_config_change exclude each other: pick one")
+  from gap_jax.workdir import workdir_path
+  try:
+    workdir_path(_WORKDIR.value)  # a scheme that cannot work (or its missing backend) fails before jax loads
+  except UserError as e:
+    fail(str(e))
   # orbax logs every checkpoint step at INFO, and a failed background write as a traceback at ERROR;
   # we report such failures ourselves, in one line.
   logging.set_verbosity(logging.FATAL)

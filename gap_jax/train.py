@@ -25,7 +25,7 @@ from gap_jax.preemption import StopRequest
 from gap_jax.steps import run_keys
 from gap_jax.training_setup import build_training_setup
 from gap_jax.validate import validate_config
-from gap_jax.workdir import prepare_workdir, record_config
+from gap_jax.workdir import is_remote, prepare_workdir, record_config, staging_folder, upload, workdir_path
 
 
 # The packages whose versions decide a run's numbers; results.json records them beside the code's commit.
@@ -95,7 +95,7 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
   results.json), or None when this process stopped early (`stop_after_steps` steps done, or SIGTERM)
   after saving a checkpoint: running again resumes. `on_config_change`: see gap_jax/workdir.py."""
   t_start = time.time()
-  workdir = Path(workdir)
+  workdir = workdir_path(workdir)  # local or gs:// (workdir.py)
   validate_config(config)
   parallel.check_batch_size(config.batch_size)
   parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
@@ -127,12 +127,13 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
   t_run = t_progress = t_log
   trace_first, trace_count = config.profile_steps or (0, 0)  # steps counted from 1, as in the logs
   traced = range(trace_first, trace_first + trace_count) if primary else range(0)  # the primary host's
-  tracing = False
+  tracing, traced_into = False, None
   try:
     with StopRequest() as stop:
       for step in range(start, end):
         if step + 1 in traced and not tracing:
-          jax.profiler.start_trace(workdir / "profile")
+          traced_into = staging_folder(workdir)  # jax.profiler writes local files only: gs:// gets them after
+          jax.profiler.start_trace(traced_into / "profile")
           tracing = True
         state, metrics = run.train_step(state, *next(batches), step_key)
         pending.append(metrics)
@@ -172,6 +173,9 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
   finally:
     if tracing:
       jax.profiler.stop_trace()
+    if traced_into is not None and is_remote(workdir):
+      upload(traced_into, workdir)
+      traced_into.rmtree()
     bar.close()
     checkpoints.close()  # waits for the last asynchronous save to be complete on disk
     writer.close()

@@ -3,7 +3,6 @@ latest (or a chosen) checkpoint. Analyses and experiments start here."""
 
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 import ml_collections
@@ -12,7 +11,7 @@ from gap_jax.checkpoint import Checkpoints
 from gap_jax.data import Dataset
 from gap_jax.errors import UserError
 from gap_jax.training_setup import build_training_setup
-from gap_jax.workdir import upgraded
+from gap_jax.workdir import upgraded, workdir_path
 
 
 @dataclasses.dataclass
@@ -25,7 +24,7 @@ class Trained:
 
 
 def load_trained(workdir, step: int | None = None) -> Trained:
-  workdir = Path(workdir)
+  workdir = workdir_path(workdir)
   config_file = workdir / "config.json"
   if not config_file.is_file():
     raise UserError(f"{workdir} holds no training run (no config.json): pass the --workdir of a run")

@@ -2,12 +2,19 @@
 naming the fields that differ, unless the user asks for an override (keep the checkpoints, record the new
 config) or a fresh start (move the old run into `previous/<time>/`; nothing is deleted). The new config is
 recorded (`record_config`) only once the run's checkpoints are known to fit it, so a refused override leaves
-the workdir's config.json describing its checkpoints."""
+the workdir's config.json describing its checkpoints.
+
+A workdir is a local folder or a Cloud Storage folder (gs://bucket/...): every path the run reads or writes is an
+`etils.epath.Path`, which reaches gs:// through gcsfs (or TensorFlow's gfile where TensorFlow is installed), and
+orbax writes checkpoints there through tensorstore's gcs driver (`workdir_path` checks what it needs)."""
 
 import contextlib
+import importlib.util
 import json
+import tempfile
 import time
-from pathlib import Path
+
+from etils import epath
 
 from gap_jax.configs import default
 from gap_jax.errors import UserError
@@ -15,6 +22,67 @@ from gap_jax.errors import UserError
 ON_CONFIG_CHANGE = ("refuse", "override", "fresh")
 RUN_FILES = ("config.json", "metrics.jsonl", "results.json", "tensorboard", "checkpoints",
              "corrupt_checkpoints")
+# The remote schemes a workdir may have, with the modules each needs: epath reads and writes gs:// through gcsfs
+# (or TensorFlow's gfile, which it prefers where TensorFlow is installed), and orbax deletes old checkpoints there
+# with google-cloud-storage. Orbax writes checkpoints to no other remote scheme (s3:// is taken for a relative
+# local path), so no other is accepted.
+REMOTE_SCHEMES = {"gs": (("gcsfs", "tensorflow"), ("google.cloud.storage",))}
+GCS_INSTALL = "pip install -e '.[gcs]'"
+
+
+def _installed(module: str) -> bool:
+  try:
+    return importlib.util.find_spec(module) is not None
+  except ModuleNotFoundError:  # a parent package (google.cloud) is missing
+    return False
+
+
+def workdir_path(workdir) -> epath.Path:
+  """`workdir` as an epath.Path: a local folder, or gs://bucket/... where its backend is installed. Any other
+  scheme (s3://, file://), or gs:// without gcsfs, is one UserError before anything is written."""
+  text = str(workdir)
+  scheme, sep, rest = text.partition("://")
+  if sep:
+    if scheme not in REMOTE_SCHEMES:
+      raise UserError(f"--workdir {text}: a workdir is a local folder or gs://<bucket>/<folder>; {scheme}:// is "
+                      "not supported (orbax writes checkpoints only to local folders and gs://)")
+    if not rest.split("/")[0]:
+      raise UserError(f"--workdir {text} names no bucket: use gs://<bucket>/<folder>")
+    for alternatives in REMOTE_SCHEMES[scheme]:
+      if not any(_installed(m) for m in alternatives):
+        raise UserError(f"--workdir {text}: {scheme}:// needs {' or '.join(alternatives)}, which is not "
+                        f"installed: {GCS_INSTALL}")
+  return epath.Path(workdir)
+
+
+def is_remote(path: epath.Path) -> bool:
+  """Whether `path` is in object storage (gs://), where files cannot be appended to and a folder exists only
+  while something is in it. (A local path never holds "://": pathlib folds the double slash.)"""
+  return "://" in str(path)
+
+
+def make_folder(folder: epath.Path) -> None:
+  """`folder`, made so that something can be moved into it. epath moves a file or folder only into a folder
+  that exists, and in object storage a folder exists only while an object is under it: there an empty marker
+  object makes it."""
+  folder.mkdir(parents=True, exist_ok=True)
+  if is_remote(folder) and not folder.exists():
+    (folder / ".keep").write_text("")
+
+
+def staging_folder(workdir: epath.Path) -> epath.Path:
+  """Where to write files that are written piece by piece (metrics.jsonl, event files, figures): the workdir
+  itself when it is local; for object storage, which cannot append, a local temporary folder whose files
+  `upload` copies into the workdir whole."""
+  return epath.Path(tempfile.mkdtemp(prefix="gap_jax_staging_")) if is_remote(workdir) else workdir
+
+
+def upload(staging: epath.Path, target: epath.Path) -> None:
+  """Copy every file under the local folder `staging` to the same place under `target`, each whole."""
+  for folder, _, files in staging.walk():
+    for name in files:
+      source = folder / name
+      (target / source.relative_to(staging)).write_bytes(source.read_bytes())
 
 
 def upgraded(stored: dict) -> dict:
@@ -75,7 +143,7 @@ def config_differences(old: dict, new: dict) -> list[str]:
           for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in SPEED_ONLY_FIELDS]
 
 
-def stored_config_differences(workdir: Path, config) -> list[str] | None:
+def stored_config_differences(workdir: epath.Path, config) -> list[str] | None:
   """How `config` differs from the config stored in `workdir`; None when the workdir holds none."""
   config_file = workdir / "config.json"
   if not config_file.exists():
@@ -84,7 +152,7 @@ def stored_config_differences(workdir: Path, config) -> list[str] | None:
   return config_differences(stored, json.loads(config.to_json_best_effort()))
 
 
-def prepare_workdir(workdir: Path, config, on_config_change: str = "refuse") -> None:
+def prepare_workdir(workdir: epath.Path, config, on_config_change: str = "refuse") -> None:
   if on_config_change not in ON_CONFIG_CHANGE:
     raise UserError(f"on_config_change={on_config_change!r}: choose one of {ON_CONFIG_CHANGE}")
   with _writes_explained(workdir):
@@ -98,7 +166,7 @@ def prepare_workdir(workdir: Path, config, on_config_change: str = "refuse") -> 
             "--allow_config_change (continues from its checkpoints)")
       if diffs and on_config_change == "fresh":
         archive = workdir / "previous" / time.strftime("%Y%m%d-%H%M%S")
-        archive.mkdir(parents=True)
+        make_folder(archive)
         for name in RUN_FILES:
           if (workdir / name).exists():
             (workdir / name).rename(archive / name)
@@ -107,13 +175,13 @@ def prepare_workdir(workdir: Path, config, on_config_change: str = "refuse") -> 
     probe.unlink()
 
 
-def record_config(workdir: Path, config) -> None:
+def record_config(workdir: epath.Path, config) -> None:
   with _writes_explained(workdir):
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
 
 
 @contextlib.contextmanager
-def _writes_explained(workdir: Path):
+def _writes_explained(workdir: epath.Path):
   try:
     yield
   except OSError as e:

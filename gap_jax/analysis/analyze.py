@@ -1,5 +1,6 @@
 """`analyze_workdir(workdir)`: every instrument of gap_jax.analysis on a finished run, written into the
-workdir as analysis.json and PNG figures. `python -m gap_jax.analysis --workdir <dir>` calls it."""
+workdir as analysis.json and PNG figures. `python -m gap_jax.analysis --workdir <dir>` calls it. The workdir
+may be local or gs:// (gap_jax/workdir.py)."""
 
 import json
 import math
@@ -9,6 +10,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 from gap_jax.analysis import figures, localization, map_stats, receptive_field
 from gap_jax.analysis.class_maps import check_has_maps, class_maps, maps_fn_of, upsample
@@ -16,6 +18,7 @@ from gap_jax.analysis.ground_truth import ground_truth
 from gap_jax.data.augment import normalize
 from gap_jax.errors import UserError
 from gap_jax.trained import load_trained
+from gap_jax.workdir import is_remote, staging_folder, upload, workdir_path
 
 SPARSITY_TAUS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 GRID_ROWS = 10
@@ -78,7 +81,7 @@ def _erf(trained, field, x_BHWC, labels_B, mass: float) -> tuple[dict, dict]:
   return out, erfs
 
 
-def _localization(config, data, maps_NHWK, labels_N, correct_N, n: int, fig_dir: Path):
+def _localization(config, data, maps_NHWK, labels_N, correct_N, n: int, fig_dir: epath.Path):
   """Scores of the present-class maps of the first n images, and the BoxAcc-vs-threshold figure."""
   gt, source = ground_truth(config, data, "test")
   if gt is None:
@@ -95,7 +98,7 @@ def _localization(config, data, maps_NHWK, labels_N, correct_N, n: int, fig_dir:
   return {"ground_truth": source, "upsampling": "jax.image.resize, bilinear", **scores}, [fig]
 
 
-def _fraction_above_figure(maps_NHWK, labels_N, path: Path) -> Path:
+def _fraction_above_figure(maps_NHWK, labels_N, path: epath.Path) -> Path:
   """Share of locations above tau * max against tau, present vs absent maps (mean and std over maps)."""
   n, _, _, k = maps_NHWK.shape
   x_NKX = maps_NHWK.transpose(0, 3, 1, 2).reshape(n, k, -1)
@@ -112,10 +115,11 @@ def analyze_workdir(workdir, *, step: int | None = None, loc_examples: int = 200
   """Run every instrument on the split the run evaluates (`data.test`: the test split, or the held-out
   validation split when the run's config says so) and write analysis.json and figures into `workdir`."""
   t0 = time.time()
-  workdir = Path(workdir)
+  workdir = workdir_path(workdir)
   if not workdir.is_dir():
     raise UserError(f"no such workdir {workdir}: pass the --workdir of a training run")
   trained = load_trained(workdir, step)
+  figure_dir = staging_folder(workdir)  # matplotlib writes local files only: gs:// gets them at the end
   config, data = trained.config, trained.data
   h, w, k = check_has_maps(trained.model, data.image_shape)
   images, labels = data.test.images, data.test.labels
@@ -143,22 +147,25 @@ def analyze_workdir(workdir, *, step: int | None = None, loc_examples: int = 200
   n_loc = min(loc_examples, len(labels))
   made = []
   if per_class:
-    result["localization"], made = _localization(config, data, maps, labels, correct, n_loc, workdir)
-    made.append(_fraction_above_figure(maps[:n_loc], labels[:n_loc], workdir / "fraction_above_tau.png"))
+    result["localization"], made = _localization(config, data, maps, labels, correct, n_loc, figure_dir)
+    made.append(_fraction_above_figure(maps[:n_loc], labels[:n_loc], figure_dir / "fraction_above_tau.png"))
   else:
     result["localization"] = {"skipped": "the maps are not one per class"}
 
   rows = [int(np.argmax(labels == c)) for c in range(min(data.num_classes, GRID_ROWS)) if (labels == c).any()]
   made.append(figures.class_map_grid(
-      images[rows], maps[rows], labels[rows], workdir / "class_maps.png", logits_NK=logits[rows],
+      images[rows], maps[rows], labels[rows], figure_dir / "class_maps.png", logits_NK=logits[rows],
       title=f"{config.model}, head {config.head}, {config.head_placement}, step {trained.step}"))
   panels = {f"{n} ({e.size} px at {mass:.0%})": e for n, e in erfs.items()}
   made.append(figures.erf_heatmaps(
-      {name: e.erf_HW for name, e in panels.items()}, workdir / "erf.png",
+      {name: e.erf_HW for name, e in panels.items()}, figure_dir / "erf.png",
       analytic=None if field is None else (*erfs["trained"].centre, field.size),
       squares={name: (*e.centre, e.size) for name, e in panels.items()}))
   result["figures"] = [p.name for p in made]
   result["wall_time_s"] = time.time() - t0
   result = _clean(result)
+  if is_remote(workdir):
+    upload(figure_dir, workdir)
+    figure_dir.rmtree()
   (workdir / "analysis.json").write_text(json.dumps(result, indent=2))
   return result
