@@ -20,9 +20,9 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import ml_collections
+from etils import epath  # each run folder is a workdir, an epath.Path as gap_jax/workdir.py takes it
 
 from experiments import report, shortcuts, stats
 from experiments.convergence import Convergence, loss_drop
@@ -67,7 +67,7 @@ class Experiment:
   sweep: Callable[[bool], list[Point]]
   measure: Callable[[Point, object], dict[str, float]]
   decide: Callable[[dict], Verdict]
-  figures: Callable[[dict, Path], list[str]] | None = None
+  figures: Callable[[dict, epath.Path], list[str]] | None = None
   controls: Callable[[], list[Control]] | None = None
   # A run whose final train accuracy is below this did not learn the task: it is left out of the summaries
   # (and counted in the report), so a verdict rests only on networks that fit their data.
@@ -138,12 +138,12 @@ def seed_config(point: Point, seed: int) -> ml_collections.ConfigDict:
   return config
 
 
-def run_dir(runs_dir: Path, point: Point, seed: int) -> Path:
+def run_dir(runs_dir: epath.Path, point: Point, seed: int) -> epath.Path:
   """The workdir of one seed of a point."""
-  return Path(runs_dir) / point.key / f"seed{seed}"
+  return epath.Path(runs_dir) / point.key / f"seed{seed}"
 
 
-def finished_measure(point: Point, seed: int, runs_dir: Path) -> dict | None:
+def finished_measure(point: Point, seed: int, runs_dir: epath.Path) -> dict | None:
   """What a finished run of this seed measured, if it was trained with the point's config as it is now and
   measured in the current format; else None."""
   workdir = run_dir(runs_dir, point, seed)
@@ -153,7 +153,7 @@ def finished_measure(point: Point, seed: int, runs_dir: Path) -> dict | None:
   return measured if measured.pop("format", None) == MEASURED_FORMAT else None
 
 
-def run_point(exp: Experiment, point: Point, seed: int, runs_dir: Path) -> dict:
+def run_point(exp: Experiment, point: Point, seed: int, runs_dir: epath.Path) -> dict:
   """Train (or find) one seed of one point and measure it. measured.json makes it reusable while the
   point's config stays what the run was trained with; a changed config retrains (the old run is kept in
   the workdir's previous/)."""
@@ -187,7 +187,7 @@ def parse_shard(text: str) -> tuple[int, int]:
   return i, n
 
 
-def run_shard(exp: Experiment, out_dir: Path, shard: tuple[int, int], quick: bool = False,
+def run_shard(exp: Experiment, out_dir: epath.Path, shard: tuple[int, int], quick: bool = False,
               seeds: int = 3) -> dict | None:
   """Train and measure shard i of n of the experiment's (point, seed) runs; the invocations may run at once on
   other devices or hosts that share `out_dir`. The one that finds every run finished writes the report (and
@@ -197,8 +197,8 @@ def run_shard(exp: Experiment, out_dir: Path, shard: tuple[int, int], quick: boo
   runs = [(point, seed) for point in points for seed in range(seeds)]
   for point, seed in runs[i::n]:
     print(f"[{exp.name}] shard {i}/{n}: {point.key} seed {seed}", flush=True)
-    run_point(exp, point, seed, Path(out_dir) / "runs")
-  left = sum(finished_measure(point, seed, Path(out_dir) / "runs") is None for point, seed in runs)
+    run_point(exp, point, seed, epath.Path(out_dir) / "runs")
+  left = sum(finished_measure(point, seed, epath.Path(out_dir) / "runs") is None for point, seed in runs)
   if left:
     print(f"[{exp.name}] shard {i}/{n} done; {left} of {len(runs)} runs are still with other shards: the "
           "last shard to finish writes the report", flush=True)
@@ -206,10 +206,10 @@ def run_shard(exp: Experiment, out_dir: Path, shard: tuple[int, int], quick: boo
   return run(exp, out_dir, quick, seeds)
 
 
-def run(exp: Experiment, out_dir: Path, quick: bool = False, seeds: int = 3) -> dict:
+def run(exp: Experiment, out_dir: epath.Path, quick: bool = False, seeds: int = 3) -> dict:
   if seeds < 2:
     raise ValueError("an experiment needs at least 2 seeds per point for an interval (3 by default)")
-  out_dir = Path(out_dir)
+  out_dir = epath.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   t0 = time.time()
   controls = check_controls(exp)  # before any training: a measure that fails them is known at once
