@@ -194,3 +194,15 @@ def test_a_config_files_own_refusal_is_one_line():
   done = main(config="gap_jax/configs/fashion_table5.py:nope")
   assert done.returncode == 2 and done.stderr.startswith("error: unknown row 'nope'")
   assert "Traceback" not in done.stderr
+
+
+def test_the_data_route_and_speed_fields_leave_a_config_the_same_and_the_recipe_does_not():
+  """A run may move between the in-memory and the streamed route (they give the same batches), or change its
+  kernels or progress interval, and still count as the same run; a change of recipe is a different run."""
+  from gap_jax.workdir import config_differences
+  old, new = default.get_config(), default.get_config()
+  new.data_route, new.cpu_kernels, new.progress_every_s = "stream", "xla", 5.0
+  assert config_differences(old.to_dict(), new.to_dict()) == []
+  new.learning_rate = old.learning_rate * 2
+  assert config_differences(old.to_dict(), new.to_dict()) == [f"learning_rate: {old.learning_rate!r} -> "
+                                                              f"{new.learning_rate!r}"]
