@@ -5,6 +5,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from gap_jax.train import train_and_evaluate
 
 
@@ -13,6 +15,7 @@ def analyze(*args: str) -> subprocess.CompletedProcess:
                         timeout=300)
 
 
+@pytest.mark.slow
 def test_analyze_writes_analysis_json_and_figures(tmp_path, tiny_config):
   workdir = tmp_path / "run"
   train_and_evaluate(tiny_config, workdir)

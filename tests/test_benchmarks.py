@@ -31,6 +31,7 @@ def test_train_flops_of_the_mnist_nin_match_a_hand_count():
   assert timing.train_flops_per_image(MNIST_BLOCKS, (28, 28, 1), 10) == expected
 
 
+@pytest.mark.slow
 def test_bench_runs_and_writes_json(tmp_path):
   out = tmp_path / "bench.json"
   done = subprocess.run(
@@ -65,6 +66,7 @@ def test_bench_rejects_an_unknown_part():
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.machine() != "x86_64",
                     reason="needs oneDNN, whose PyPI build is for Linux x86_64")
+@pytest.mark.slow
 def test_conv_layer_bench_prints_a_row_per_layer():
   # In bfloat16 where the CPU has bf16 instructions (the --dtype path), else float32: one run, to keep CI short.
   dtype = "bfloat16" if onednn.available("bfloat16") else "float32"

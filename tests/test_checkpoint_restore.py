@@ -49,6 +49,7 @@ def test_a_state_that_fits_restores_the_newest(tmp_path):
   assert step == 2 and float(state["params"]["w"].sum()) == 12.0
 
 
+@pytest.mark.slow  # two training runs
 def test_an_override_to_another_head_keeps_the_run_and_its_record(tmp_path, tiny_config):
   assert train_and_evaluate(tiny_config, tmp_path, stop_after_steps=4) is None
   before = (tmp_path / "config.json").read_text()

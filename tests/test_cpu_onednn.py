@@ -189,6 +189,7 @@ def _probe(env):
   return done.stdout.strip().splitlines(), done.stderr
 
 
+@pytest.mark.slow
 @needs_onednn
 def test_the_binding_builds_into_an_empty_cache_and_a_failed_build_falls_back_to_xla(tmp_path):
   (reason, uses_onednn), _ = _probe({"GAP_JAX_NATIVE_CACHE": str(tmp_path / "fresh")})

@@ -14,6 +14,7 @@ from gap_jax.data import load_dataset  # noqa: E402
 from gap_jax.validate import validate_config  # noqa: E402
 
 
+@pytest.mark.slow
 def test_training_config_is_valid_and_cifar_shaped():
   config = device_check.training_config("bfloat16", 10)
   validate_config(config)

@@ -13,6 +13,7 @@ from gap_jax.errors import UserError
 from test_experiments import tiny
 
 
+@pytest.mark.slow
 def test_shards_share_a_sweep_and_the_last_writes_the_report(tmp_path, monkeypatch):
   exp = experiments.get("gap_vs_fc")
   small = dataclasses.replace(exp, sweep=lambda quick: tiny(exp.sweep(True)))

@@ -65,6 +65,7 @@ def tiny_experiment(name):
   return dataclasses.replace(exp, sweep=lambda quick: tiny(exp.sweep(True)))
 
 
+@pytest.mark.slow
 def test_changed_config_retrains_only_that_point(tmp_path):
   exp = tiny_experiment("gap_vs_fc")
   run(exp, tmp_path, quick=True, seeds=2)
@@ -100,3 +101,27 @@ def test_flagship_report_answers_every_claim(tmp_path):
   for c in results["claims"]:  # links are relative to the flagship's report and resolve
     for link in [c["report"], *c["figures"]]:
       assert (tmp_path / "flagship" / link).exists() and f"({link})" in report
+
+
+def test_flagship_answer_follows_the_verdicts_alone(tmp_path, monkeypatch):
+  """The flagship's closing section, from planted verdicts (no training): each claim lands under the heading its
+  verdict names, a refuted one is said to be no part of the answer, and the table counts them."""
+  from experiments import framework, why_gap_works
+  planted = {name: verdict for (_, name, _), verdict in
+             zip(why_gap_works.CLAIMS, ["supported", "refuted"] + ["inconclusive"] * len(why_gap_works.CLAIMS))}
+
+  def recorded(exp, out_dir, quick, seeds):
+    return {"hypothesis": f"h {exp}", "decision_rule": "r", "controls": [], "runs": {"p": [{}] * seeds},
+            "train_time_s": 60.0, "figures": [],
+            "verdict": {"verdict": planted[exp], "reason": f"planted {planted[exp]}", "effect": {}}}
+  monkeypatch.setattr(framework, "run", recorded)
+  results = why_gap_works.run(tmp_path / "flagship", seeds=2, components_dir=tmp_path, get=lambda name: name)
+  closing = (tmp_path / "flagship" / "report.md").read_text().split("## What the evidence says")[1]
+  meaning = {name: adds for _, name, adds in why_gap_works.CLAIMS}
+  first, second, *rest = [name for _, name, _ in why_gap_works.CLAIMS]
+  assert f"Supported by these runs: {meaning[first]} ({first})." in closing
+  assert f"Refuted, so not part of the answer: that {meaning[second]} ({second})." in closing
+  assert "Not settled by these quick runs: " + ", ".join(rest) in closing
+  report = (tmp_path / "flagship" / "report.md").read_text()
+  assert f"1 of {len(rest) + 2} claims supported, 1 refuted, {len(rest)} inconclusive" in report
+  assert [c["verdict"]["verdict"] for c in results["claims"]] == [planted[n] for _, n, _ in why_gap_works.CLAIMS]

@@ -6,6 +6,8 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -26,6 +28,7 @@ def test_an_unknown_setup_flag_is_refused_before_installing(tmp_path):
   assert (installed.stat().st_mtime_ns if installed.exists() else None) == before
 
 
+@pytest.mark.slow  # two pytest starts
 def test_fast_leaves_out_the_slow_tests():
   collect = lambda *flags: subprocess.run([ROOT / "launch.sh", "test", *flags, "--collect-only",
                                            "tests/test_heads.py"], capture_output=True, text=True, cwd=ROOT)

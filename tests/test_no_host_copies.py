@@ -73,6 +73,7 @@ def test_the_training_loop_copies_nothing_between_host_and_device(config, tmp_pa
   assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [5, 10, 11]
 
 
+@pytest.mark.slow
 def test_the_guard_would_catch_a_host_batch(config, tmp_path, monkeypatch):
   """A step fed from host memory (the usual way a data pipeline creeps back in) fails the guarded loop:
   so the test above fails if the loop starts copying anything per step."""

@@ -69,9 +69,11 @@ def test_a_padding_that_changes_nothing_or_is_unknown_is_refused():
   assert with_padding(experiments.get("counterexample"), "circular").sweep(False)  # its zeros points change
 
 
-@pytest.mark.parametrize("argv", [["arrangement", "--padding", "reflect"], ["why_gap_works", "--padding", "zeros"],
-                                  ["arrangement", "--padding", "circular", "--quick"],
-                                  ["padding_confound", "--padding", "zeros"]])
+# One refusal in the quick loop (-m "not slow"); each is a process start, so the rest run in the full suite.
+@pytest.mark.parametrize("argv", [["arrangement", "--padding", "reflect"]] + [
+    pytest.param(argv, marks=pytest.mark.slow) for argv in (
+        ["why_gap_works", "--padding", "zeros"], ["arrangement", "--padding", "circular", "--quick"],
+        ["padding_confound", "--padding", "zeros"])])
 def test_the_command_line_refuses_with_one_line_and_status_2(argv, tmp_path):
   done = subprocess.run([sys.executable, "-m", "experiments", *argv, "--out", str(tmp_path / "out")],
                         capture_output=True, text=True, timeout=120)

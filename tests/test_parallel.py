@@ -4,7 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.slow
 def test_four_devices_match_one_device():
   env = dict(os.environ, JAX_NUM_CPU_DEVICES="4")
   out = subprocess.run([sys.executable, str(Path(__file__).with_name("parallel_check.py"))],

@@ -128,6 +128,7 @@ def damage_no_commit_marker(step_dir):
   (step_dir / "commit_success.txt").unlink()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", [damage_truncate, damage_no_commit_marker])
 def test_damaged_latest_checkpoint_falls_back_and_is_kept(tmp_path, baseline, damage, capsys):
   workdir = tmp_path / "run"
@@ -140,6 +141,7 @@ def test_damaged_latest_checkpoint_falls_back_and_is_kept(tmp_path, baseline, da
   assert_same_run(baseline, workdir)
 
 
+@pytest.mark.slow
 def test_leftover_temporary_directory_is_ignored(tmp_path, baseline):
   workdir = tmp_path / "run"
   train_and_evaluate(small_config(), workdir, stop_after_steps=12)
@@ -150,6 +152,7 @@ def test_leftover_temporary_directory_is_ignored(tmp_path, baseline):
   assert_same_run(baseline, workdir)
 
 
+@pytest.mark.slow
 def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
   config = small_config()
   config.optimizer, config.learning_rate, config.checkpoint_every_steps = "sgd", 1e12, 1
@@ -159,6 +162,7 @@ def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(jax.device_get(trained.state.params)))
 
 
+@pytest.mark.slow
 def test_a_different_config_is_refused_unless_asked(tmp_path):
   config = small_config()
   train_and_evaluate(config, tmp_path, stop_after_steps=3)
@@ -174,6 +178,7 @@ def test_a_different_config_is_refused_unless_asked(tmp_path):
   assert load_trained(tmp_path).step == 3
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_cleanly_and_keeps_the_previous_checkpoint(tmp_path):
   mount = tmp_path / "small_disk"
   mount.mkdir()
@@ -210,6 +215,7 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra,message,env", BAD_INPUTS, ids=[m for _, m, _ in BAD_INPUTS])
 def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, extra, message, env):
   out = subprocess.run(cli(tmp_path / "run", *extra), capture_output=True, text=True, cwd=ROOT,
@@ -221,6 +227,7 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, extra, message, env):
   assert not (tmp_path / "run" / "checkpoints").exists()  # refused before any work
 
 
+@pytest.mark.slow
 def test_unwritable_workdir(tmp_path):
   out = subprocess.run(cli("/proc/gap_jax_run"), capture_output=True, text=True, cwd=ROOT)
   assert out.returncode == 2 and "cannot write to workdir /proc/gap_jax_run" in out.stderr

@@ -27,6 +27,7 @@ def test_every_row_config_builds_its_model(table):
       assert f"{paper}% test error" in doc and "./launch.sh train --config" in doc
 
 
+@pytest.mark.slow
 def test_reproduce_writes_the_table_and_reuses_finished_rows(tmp_path, monkeypatch):
   (tmp_path / "data").mkdir()
   write_fashion_mnist(tmp_path / "data", n_train=128, n_test=64)

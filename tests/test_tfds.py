@@ -118,7 +118,9 @@ def one_training_step(config, data) -> float:
   return float(metrics["loss"])
 
 
-@pytest.mark.parametrize("name", TFDS_DATASETS)
+# One dataset in the quick loop (-m "not slow"), every one in the full suite: the route is the same.
+@pytest.mark.parametrize("name", [n if n == "mnist" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in TFDS_DATASETS])
 def test_every_dataset_loads_with_its_defaults_and_trains_a_step(name, config, monkeypatch):
   spec = DATASETS[name]
   if spec.preprocess == "gcn_zca":  # a 3072-d eigh takes ~20 s on 2 cores: fit_zca is tested on small data
@@ -201,6 +203,7 @@ def test_idx_and_tfds_routes_give_identical_batches(config, monkeypatch, tmp_pat
   np.testing.assert_array_equal(batch(local), batch(via_tfds))
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_records_the_evaluated_split(config, monkeypatch, tmp_path):
   from gap_jax.train import train_and_evaluate
   config.update(dataset="mnist", eval_split="validation", validation_per_class=1, num_train_steps=2,
