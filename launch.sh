@@ -77,7 +77,8 @@ case "$cmd" in
     setup; install_data
     exec "$PY" -m experiments.reproduce "$@" ;;
   test)
-    setup
+    # The data too: the experiments' end-to-end tests train on small slices of the real Fashion-MNIST.
+    setup; install_data
     # --fast: every module's tests without the real training runs (marked slow), for the edit-test loop.
     if [ "${1:-}" = --fast ]; then shift; exec "$PY" -m pytest -q -m "not slow" "$@"; fi
     exec "$PY" -m pytest -q "$@" ;;
