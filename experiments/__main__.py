@@ -7,12 +7,38 @@ re-runs with the originals (experiments/padding_confound.py).
 tasks, or one process per device) share a sweep; the last to finish writes the report."""
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
 from gap_jax.errors import UserError
 
 FULL_SEEDS, QUICK_SEEDS = 10, 3
+
+
+@contextlib.contextmanager
+def experiment_process():
+  """What every experiment command does around its work: glibc's malloc set for XLA (one restart), the
+  persistent compilation cache, and a refusal as one line with exit status 2."""
+  from gap_jax import compilation_cache
+  from gap_jax.cpu import malloc
+  malloc.restart_with_settings()
+  compilation_cache.enable()
+  try:
+    yield
+  except (UserError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+def train_sweep(exp, out: Path, quick: bool, seeds: int | None, shard: str | None) -> None:
+  """The whole sweep, or with `shard` ("i/n") this invocation's share of it."""
+  from experiments.framework import parse_shard, run, run_shard
+  seeds = seeds or (QUICK_SEEDS if quick else FULL_SEEDS)
+  if shard:
+    run_shard(exp, out, parse_shard(shard), quick=quick, seeds=seeds)
+  else:
+    run(exp, out, quick=quick, seeds=seeds)
 
 
 def main() -> None:
@@ -31,12 +57,7 @@ def main() -> None:
   args = parser.parse_args()
   import experiments
   from experiments import padding, why_gap_works
-  from experiments.framework import parse_shard, run, run_shard
-  from gap_jax import compilation_cache
-  from gap_jax.cpu import malloc
-  malloc.restart_with_settings()
-  compilation_cache.enable()
-  try:
+  with experiment_process():
     if args.padding and args.name == why_gap_works.NAME:
       raise UserError("--padding re-runs one experiment, not the flagship: ./launch.sh experiment <name> --padding P")
     if args.name == why_gap_works.NAME:  # always quick: that is what keeps it under 15 minutes
@@ -48,20 +69,13 @@ def main() -> None:
       from experiments import padding_confound
       padding_confound.main(args.out or Path("results") / padding_confound.out_name(args.quick), args.quick)
       return
-    seeds = args.seeds or (QUICK_SEEDS if args.quick else FULL_SEEDS)
     exp = experiments.get(args.name)
     out = args.out or Path("results") / (args.name + ("-quick" if args.quick else ""))
     if args.padding:
       exp = padding.with_padding(exp, args.padding)
       exp.sweep(args.quick)  # a padding that changes no point is refused before any folder is made
       out = args.out or Path("results") / padding.out_name(args.name, args.padding, args.quick)
-    if args.shard:
-      run_shard(exp, out, parse_shard(args.shard), quick=args.quick, seeds=seeds)
-    else:
-      run(exp, out, quick=args.quick, seeds=seeds)
-  except (UserError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    train_sweep(exp, out, args.quick, args.seeds, args.shard)
 
 
 if __name__ == "__main__":

@@ -20,14 +20,13 @@ larger) go through decide first.
 import argparse
 import dataclasses
 import importlib
-import sys
 from pathlib import Path
 
 import ml_collections
 import numpy as np
 
 from experiments.convergence import Convergence
-from experiments.framework import Control, Experiment, Point, Verdict, run, run_shard, short_run, summarize_point
+from experiments.framework import Control, Experiment, Point, Verdict, short_run, summarize_point
 from experiments.stats import fmt, paired_difference, summarize
 from gap_jax.errors import UserError
 
@@ -207,23 +206,11 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--out", type=Path, default=None, help="default: results/<name>[-quick]")
   parser.add_argument("--shard", default=None, metavar="i/n")
   args = parser.parse_args(argv)
-  from experiments.__main__ import FULL_SEEDS, QUICK_SEEDS
-  from experiments.framework import parse_shard
-  from gap_jax import compilation_cache
-  from gap_jax.cpu import malloc
-  malloc.restart_with_settings()
-  compilation_cache.enable()
-  try:
+  from experiments.__main__ import experiment_process, train_sweep
+  with experiment_process():
     exp = experiment(args.dataset, tuple(sorted(set(args.sizes))) if args.sizes else None)
-    seeds = args.seeds or (QUICK_SEEDS if args.quick else FULL_SEEDS)
     out = args.out or Path("results") / (exp.name + ("-quick" if args.quick else ""))
-    if args.shard:
-      run_shard(exp, out, parse_shard(args.shard), quick=args.quick, seeds=seeds)
-    else:
-      run(exp, out, quick=args.quick, seeds=seeds)
-  except (UserError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    train_sweep(exp, out, args.quick, args.seeds, args.shard)
 
 
 if __name__ == "__main__":
