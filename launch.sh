@@ -79,8 +79,9 @@ case "$cmd" in
   test)
     # The data too: the experiments' end-to-end tests train on small slices of the real Fashion-MNIST.
     setup; install_data
-    # --fast: every module's tests without the real training runs (marked slow), for the edit-test loop.
-    if [ "${1:-}" = --fast ]; then shift; exec "$PY" -m pytest -q -m "not slow" "$@"; fi
+    # --fast: every module's tests without the slow ones (several trainings, process starts, native builds),
+    # on two pytest workers, for the edit-test loop. The full suite (CI) runs in one process.
+    if [ "${1:-}" = --fast ]; then shift; exec "$PY" -m pytest -q -n 2 -m "not slow" "$@"; fi
     exec "$PY" -m pytest -q "$@" ;;
   bench)
     setup
