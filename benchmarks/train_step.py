@@ -106,7 +106,7 @@ from gap_jax.heads import HEADS, head_class  # noqa: E402
 from gap_jax.cpu import onednn  # noqa: E402
 from gap_jax.cpu.identity import cpu_identity  # noqa: E402
 from gap_jax.models import MODELS  # noqa: E402
-from gap_jax.steps import run_keys  # noqa: E402
+from gap_jax.steps import make_gather, run_keys  # noqa: E402
 from gap_jax.training_setup import build_training_setup  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -177,7 +177,7 @@ class Ours:
     self.compile_s = time.perf_counter() - t
     cost = self.compiled.cost_analysis()
     self.xla_flops = (cost if isinstance(cost, dict) else cost[0]).get("flops", float("nan"))
-    self.pipeline_args = (data.mean, data.std, run.steps_per_epoch)
+    self.pipeline_args = (data.mean, data.std, run.steps_per_epoch, run.mesh)
     for _ in range(2):
       self.step()
     jax.block_until_ready(self.metrics)
@@ -200,14 +200,15 @@ class Ours:
   def pipeline_runner(self, steps):
     """Only the step's input part: gather a batch from the on-device dataset, normalise, augment
     (the same calls as gap_jax/steps.py's step, without the model)."""
-    mean, std, steps_per_epoch = self.pipeline_args
+    mean, std, steps_per_epoch, mesh = self.pipeline_args
     c, batch = self.config, self.config.batch_size
+    gather = make_gather(batch, steps_per_epoch, mesh)
 
     @jax.jit
     def pipeline(i, images, labels, order, step_key):
-      idx = jax.lax.dynamic_slice_in_dim(order, (i % steps_per_epoch) * batch, batch)
+      x, y = gather(images, labels, order, i)
       aug_key, _ = jax.random.split(jax.random.fold_in(step_key, i))
-      return augment(aug_key, normalize(images[idx], mean, std), c.crop_padding, c.flip), labels[idx], i + 1
+      return augment(aug_key, normalize(x, mean, std), c.crop_padding, c.flip), y, i + 1
 
     counter = [jnp.zeros((), jnp.int32)]
 
