@@ -48,7 +48,8 @@ def main() -> None:
   parser.add_argument("--seeds", type=int, default=None,
                       help=f"seeds per point (default {FULL_SEEDS} for a full run: enough for a bootstrap interval; "
                            f"{QUICK_SEEDS} for --quick and the flagship)")
-  parser.add_argument("--out", type=Path, default=None, help="default: results/<name> (quick: results/<name>-quick)")
+  parser.add_argument("--out", default=None,
+                      help="a local folder or gs://<bucket>/<folder> (default: results/<name>, quick: results/<name>-quick)")
   parser.add_argument("--shard", default=None, metavar="i/n",
                       help="train every n-th run from the i-th; the last shard to finish writes the report")
   parser.add_argument("--padding", default=None, metavar="P",
@@ -57,7 +58,9 @@ def main() -> None:
   args = parser.parse_args()
   import experiments
   from experiments import padding, why_gap_works
+  from gap_jax.workdir import workdir_path
   with experiment_process():
+    args.out = workdir_path(args.out, "--out") if args.out else None  # local, or gs:// where its backend is installed
     if args.padding and args.name == why_gap_works.NAME:
       raise UserError("--padding re-runs one experiment, not the flagship: ./launch.sh experiment <name> --padding P")
     if args.name == why_gap_works.NAME:  # always quick: that is what keeps it under 15 minutes

@@ -4,7 +4,8 @@ small to see the class, where the claim predicts chance) count as trained rather
 
 import dataclasses
 import json
-from pathlib import Path
+
+from etils import epath
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,11 +26,11 @@ class Convergence:
     return run["train_accuracy"] >= self.train_accuracy or run["loss_drop"] < self.plateau
 
 
-def loss_drop(metrics_file: Path, window: float) -> float:
+def loss_drop(metrics_file: epath.Path, window: float) -> float:
   """Fall of the mean logged training loss from the window before the last to the last window of steps
   (fractions of the run), as a share of the first logged loss. Negative when the loss rose; inf when there are
   too few log points to say."""
-  records = [json.loads(line) for line in Path(metrics_file).read_text().splitlines() if line.strip()]
+  records = [json.loads(line) for line in epath.Path(metrics_file).read_text().splitlines() if line.strip()]
   losses = [(r["step"], r["train/loss"]) for r in records if "train/loss" in r]
   if not losses:
     return float("inf")

@@ -203,13 +203,15 @@ def main(argv: list[str] | None = None) -> None:
                       help=f"Fashion-MNIST training-set sizes, from {sorted(STEPS)} (default {list(FULL_SIZES)})")
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--seeds", type=int, default=None, help="seeds per point (10 for a full run, 3 quick)")
-  parser.add_argument("--out", type=Path, default=None, help="default: results/<name>[-quick]")
+  parser.add_argument("--out", default=None, help="a local folder or gs://<bucket>/<folder> (default: "
+                      "results/<name>[-quick])")
   parser.add_argument("--shard", default=None, metavar="i/n")
   args = parser.parse_args(argv)
   from experiments.__main__ import experiment_process, train_sweep
+  from gap_jax.workdir import workdir_path
   with experiment_process():
     exp = experiment(args.dataset, tuple(sorted(set(args.sizes))) if args.sizes else None)
-    out = args.out or Path("results") / (exp.name + ("-quick" if args.quick else ""))
+    out = workdir_path(args.out, "--out") if args.out else Path("results") / (exp.name + ("-quick" if args.quick else ""))
     train_sweep(exp, out, args.quick, args.seeds, args.shard)
 
 

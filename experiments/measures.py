@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy import ndimage
 
+from experiments.plots import save_figure
 from gap_jax.analysis.class_maps import class_maps
 from gap_jax.analysis.ground_truth import GroundTruth, ground_truth
 from gap_jax.trained import load_trained
@@ -101,5 +102,4 @@ def example_maps_figure(runs: dict[str, Path], path, *, num_images: int = 6,
       ax.set_yticks([])
       ax.set_title(("" if correct[i] else "wrong, ") + f"[{maps[i].min():.0f}, {maps[i].max():.0f}]", fontsize=7)
     row[0].set_ylabel(label, fontsize=8)
-  fig.savefig(path, dpi=100)
-  return Path(path).name
+  return save_figure(fig, path, dpi=100)

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from etils import epath
 
 import experiments
 from experiments import arrangement, counterexample, stats
@@ -322,8 +323,7 @@ def figure(comparisons: list[dict], path: Path) -> str | None:
           for c in comparisons for r in c["quantities"] if r["difference"]]
   if not rows:
     return None
-  from experiments import plots  # noqa: F401  (sets the Agg backend)
-  import matplotlib.pyplot as plt
+  from experiments.plots import plt, save_figure  # plots sets the Agg backend
   fig, ax = plt.subplots(figsize=(9, 0.35 * len(rows) + 1.2))
   for i, (_, d) in enumerate(rows):
     ax.errorbar(d["mean"], i, xerr=[[d["mean"] - d["lo"]], [d["hi"] - d["mean"]]], fmt="o", capsize=3, color="C0")
@@ -334,9 +334,7 @@ def figure(comparisons: list[dict], path: Path) -> str | None:
   ax.set_xlabel("circular - zeros, paired by seed (95% interval)")
   ax.legend(fontsize=8, loc="lower right")
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return Path(path).name
+  return save_figure(fig, path)
 
 
 def main(out_dir: Path, quick: bool, root: Path = Path("results")) -> dict:
@@ -355,7 +353,7 @@ def main(out_dir: Path, quick: bool, root: Path = Path("results")) -> dict:
   for c in comparisons if failed else ():
     c["outcome"] = "undetermined"
     c["not_compared"].append(f"the rule failed its controls ({'; '.join(failed)}), so no outcome is declared")
-  out_dir = Path(out_dir)
+  out_dir = epath.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   made = figure(comparisons, out_dir / "difference_by_quantity.png")
   results = {"name": NAME, "quick": quick, "rule": RULE, "threshold": THRESHOLD, "controls": checked,

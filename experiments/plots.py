@@ -4,9 +4,20 @@
 from pathlib import Path
 
 import matplotlib
+from etils import epath
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+
+def save_figure(fig, path, dpi: int = 120) -> str:
+  """Write `fig` as a PNG to `path`, local or gs:// (through an epath file: matplotlib writes only local files
+  by name), close it, and return the file's name for the report."""
+  path = epath.Path(path)
+  with path.open("wb") as f:
+    fig.savefig(f, format="png", dpi=dpi)
+  plt.close(fig)
+  return path.name
 
 
 def metric_vs_param(summaries: dict, param: str, metric: str, group: str, path: Path,
@@ -27,6 +38,4 @@ def metric_vs_param(summaries: dict, param: str, metric: str, group: str, path: 
   ax.set_ylabel(metric.replace("_", " "))
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return Path(path).name
+  return save_figure(fig, path)

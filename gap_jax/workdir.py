@@ -37,20 +37,20 @@ def _installed(module: str) -> bool:
     return False
 
 
-def workdir_path(workdir) -> epath.Path:
+def workdir_path(workdir, flag: str = "--workdir") -> epath.Path:
   """`workdir` as an epath.Path: a local folder, or gs://bucket/... where its backend is installed. Any other
-  scheme (s3://, file://), or gs:// without gcsfs, is one UserError before anything is written."""
+  scheme (s3://, file://), or gs:// without gcsfs, is one UserError (naming `flag`) before anything is written."""
   text = str(workdir)
   scheme, sep, rest = text.partition("://")
   if sep:
     if scheme not in REMOTE_SCHEMES:
-      raise UserError(f"--workdir {text}: a workdir is a local folder or gs://<bucket>/<folder>; {scheme}:// is "
+      raise UserError(f"{flag} {text}: a workdir is a local folder or gs://<bucket>/<folder>; {scheme}:// is "
                       "not supported (orbax writes checkpoints only to local folders and gs://)")
     if not rest.split("/")[0]:
-      raise UserError(f"--workdir {text} names no bucket: use gs://<bucket>/<folder>")
+      raise UserError(f"{flag} {text} names no bucket: use gs://<bucket>/<folder>")
     for alternatives in REMOTE_SCHEMES[scheme]:
       if not any(_installed(m) for m in alternatives):
-        raise UserError(f"--workdir {text}: {scheme}:// needs {' or '.join(alternatives)}, which is not "
+        raise UserError(f"{flag} {text}: {scheme}:// needs {' or '.join(alternatives)}, which is not "
                         f"installed: {GCS_INSTALL}")
   return epath.Path(workdir)
 

@@ -215,3 +215,30 @@ def test_a_remote_scheme_that_cannot_work_is_one_error_before_anything_is_writte
   assert run.stderr.strip().splitlines() == [
       "error: --workdir s3://bucket/run: a workdir is a local folder or gs://<bucket>/<folder>; s3:// is not "
       "supported (orbax writes checkpoints only to local folders and gs://)"]
+  with pytest.raises(UserError, match=r"^--out s3://bucket/exp: a workdir is a local folder or gs://"):
+    workdir_path("s3://bucket/exp", "--out")  # what the experiment commands call on --out
+
+
+@pytest.mark.slow
+def test_an_experiment_writes_its_runs_results_report_and_figures_into_the_bucket(gcs):
+  """`--out gs://...`: the experiment's run folders, results.json, report.md and figures land in the bucket (read
+  back through the server's API), and a second invocation reuses the finished runs from there."""
+  import dataclasses
+
+  import experiments
+  from experiments.framework import run
+  from test_experiments import tiny
+  exp = experiments.get("position")
+  small = dataclasses.replace(exp, sweep=lambda quick: tiny(exp.sweep(True)))
+  out = workdir_path(f"gs://{BUCKET}/experiment")
+  results = run(small, out, quick=True, seeds=2)
+  names = gcs.names("experiment/")
+  assert {"experiment/results.json", "experiment/report.md"} <= set(names)
+  for figure in results["figures"]:
+    assert gcs.read(f"experiment/{figure}")[:8] == b"\x89PNG\r\n\x1a\n", figure
+  assert json.loads(gcs.read("experiment/results.json"))["points"] == json.loads(json.dumps(results["points"]))
+  key = next(iter(results["points"]))
+  assert f"experiment/runs/{key}/seed1/measured.json" in names and not Path("gs:").exists()
+  stamp = gcs.read(f"experiment/runs/{key}/seed1/results.json")
+  assert run(small, out, quick=True, seeds=2)["points"] == results["points"]  # reused, not retrained
+  assert gcs.read(f"experiment/runs/{key}/seed1/results.json") == stamp
