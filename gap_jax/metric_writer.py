@@ -12,7 +12,7 @@ import time
 from etils import epath
 from tensorboardX import SummaryWriter
 
-from gap_jax.workdir import is_remote, staging_folder, upload
+from gap_jax.workdir import is_remote, staging_folder, unstage, upload
 
 UPLOAD_EVERY_S = 30.0
 
@@ -57,6 +57,4 @@ class MetricWriter:
       return
     self._jsonl.close()
     self._tb.close()
-    if self._remote:
-      self._upload()
-      self._staging.rmtree()
+    unstage(self._staging, self._workdir)  # both files closed (flushed) above

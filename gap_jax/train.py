@@ -25,7 +25,7 @@ from gap_jax.preemption import StopRequest
 from gap_jax.steps import run_keys
 from gap_jax.training_setup import build_training_setup
 from gap_jax.validate import validate_config
-from gap_jax.workdir import is_remote, prepare_workdir, record_config, staging_folder, upload, workdir_path
+from gap_jax.workdir import prepare_workdir, record_config, staging_folder, unstage, workdir_path
 
 
 # The packages whose versions decide a run's numbers; results.json records them beside the code's commit.
@@ -173,9 +173,8 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
   finally:
     if tracing:
       jax.profiler.stop_trace()
-    if traced_into is not None and is_remote(workdir):
-      upload(traced_into, workdir)
-      traced_into.rmtree()
+    if traced_into is not None:
+      unstage(traced_into, workdir)
     bar.close()
     checkpoints.close()  # waits for the last asynchronous save to be complete on disk
     writer.close()

@@ -85,6 +85,14 @@ def upload(staging: epath.Path, target: epath.Path) -> None:
       (target / source.relative_to(staging)).write_bytes(source.read_bytes())
 
 
+def unstage(staging: epath.Path, workdir: epath.Path) -> None:
+  """Done with what `staging_folder(workdir)` gave: for object storage, its files uploaded and the local folder
+  removed; a local workdir was its own staging folder, so nothing to do."""
+  if staging != workdir:
+    upload(staging, workdir)
+    staging.rmtree()
+
+
 def upgraded(stored: dict) -> dict:
   """A config read from a config.json, in today's form. Workdirs written before the per-module sections hold a
   flat head_args (every head's fields in one dict, each head taking its own) and a flat model_args (the chosen

@@ -18,7 +18,7 @@ from gap_jax.analysis.ground_truth import ground_truth
 from gap_jax.data.augment import normalize
 from gap_jax.errors import UserError
 from gap_jax.trained import load_trained
-from gap_jax.workdir import is_remote, staging_folder, upload, workdir_path
+from gap_jax.workdir import staging_folder, unstage, workdir_path
 
 SPARSITY_TAUS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 GRID_ROWS = 10
@@ -164,8 +164,6 @@ def analyze_workdir(workdir, *, step: int | None = None, loc_examples: int = 200
   result["figures"] = [p.name for p in made]
   result["wall_time_s"] = time.time() - t0
   result = _clean(result)
-  if is_remote(workdir):
-    upload(figure_dir, workdir)
-    figure_dir.rmtree()
+  unstage(figure_dir, workdir)
   (workdir / "analysis.json").write_text(json.dumps(result, indent=2))
   return result
