@@ -19,7 +19,9 @@ FULL_SEEDS, QUICK_SEEDS = 10, 3
 @contextlib.contextmanager
 def experiment_process():
   """What every experiment command does around its work: glibc's malloc set for XLA (one restart), the
-  persistent compilation cache, and a refusal as one line with exit status 2."""
+  persistent compilation cache, a refusal as one line with exit status 2, and a sweep stopped by SIGTERM as one
+  line with exit status 0 (its checkpoint is saved: a scheduler requeues the same command)."""
+  from experiments.framework import SweepStopped
   from gap_jax import compilation_cache
   from gap_jax.cpu import malloc
   malloc.restart_with_settings()
@@ -29,6 +31,9 @@ def experiment_process():
   except (UserError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except SweepStopped as e:
+    print(f"stopped: {e}", file=sys.stderr)
+    sys.exit(0)
 
 
 def train_sweep(exp, out: Path, quick: bool, seeds: int | None, shard: str | None) -> None:

@@ -36,6 +36,11 @@ from gap_jax.workdir import stored_config_differences
 VERDICTS = ("supported", "refuted", "inconclusive")
 
 
+class SweepStopped(Exception):
+  """A run of the sweep stopped early (SIGTERM): its checkpoint is saved, and running the same command resumes
+  it and reuses every finished run."""
+
+
 @dataclasses.dataclass
 class Point:
   key: str  # unique and filesystem-safe, e.g. "head-gap_dilation-2"
@@ -165,6 +170,8 @@ def run_point(exp: Experiment, point: Point, seed: int, runs_dir: epath.Path) ->
     results = json.loads((workdir / "results.json").read_text())  # trained, measured in another format
   else:
     results = train_and_evaluate(config, workdir, on_config_change="fresh")
+    if results is None:  # stopped by SIGTERM after saving its checkpoint: no later run may start
+      raise SweepStopped(f"{workdir} stopped with its checkpoint saved; run the same command to resume")
   measured = {"test_accuracy": results["final"]["test_accuracy"],
               "train_accuracy": results["final"]["train_accuracy"],
               "train_time_s": results["wall_time_s"]}

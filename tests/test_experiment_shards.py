@@ -40,3 +40,20 @@ def test_a_wrong_shard_is_refused(text):
 
 def test_shard_parses():
   assert parse_shard("3/8") == (3, 8)
+
+
+def test_a_run_stopped_by_sigterm_stops_the_sweep_and_exits_0(tmp_path, monkeypatch, capsys):
+  """train_and_evaluate returns None when SIGTERM stopped it (checkpoint saved): the sweep must not go on to
+  measure a run that has no results, nor start the next one; the command says so and exits 0 to be requeued."""
+  from experiments.__main__ import experiment_process
+  from gap_jax.cpu import malloc
+  exp = experiments.get("gap_vs_fc")
+  small = dataclasses.replace(exp, sweep=lambda quick: tiny(exp.sweep(True)))
+  started = []
+  monkeypatch.setattr(framework, "train_and_evaluate", lambda config, workdir, **kw: started.append(workdir))
+  monkeypatch.setattr(malloc, "restart_with_settings", lambda: None)  # no re-exec inside pytest
+  with pytest.raises(SystemExit) as stop, experiment_process():
+    run(small, tmp_path, quick=True, seeds=2)
+  assert stop.value.code == 0 and len(started) == 1
+  assert "run the same command to resume" in capsys.readouterr().err
+  assert not (tmp_path / "results.json").exists()
