@@ -1,6 +1,12 @@
 """Whether a training run converged, by a criterion declared with the experiment: its final train accuracy
-reached a target, or its training loss stopped falling. The second is what makes a run at chance (a field too
-small to see the class, where the claim predicts chance) count as trained rather than as cut short."""
+reached a target, or its training stopped improving. The second is what makes a run at chance (a field too
+small to see the class, where the claim predicts chance) count as trained rather than as cut short.
+
+"Stopped improving" is judged in learning-rate time (the cumulative sum of the learning rate over the steps), not
+in steps: under a cosine schedule the last fifth of the steps holds about 1% of the run's cumulative learning
+rate, so a run cut short looks flat there (arrangement's zeros re-run sat at 0.79 train accuracy, flat in its
+last steps, and passed a window in steps). The last fifth of the learning-rate time spans about the last half of a
+cosine run's steps: a run still learning shows it there."""
 
 import dataclasses
 import json
@@ -11,34 +17,51 @@ from etils import epath
 @dataclasses.dataclass(frozen=True)
 class Convergence:
   train_accuracy: float = 0.99  # a run that fits its training data this well has converged
-  # ... or one whose mean training loss fell, from the `window` of its steps before the last to the last, by less
-  # than `plateau` times its first logged loss (relative to where it started: a loss near zero that keeps
-  # halving under Adam has stopped learning anything the accuracy shows).
+  # ... or one whose mean training loss fell, from the `window` of its learning-rate time before the last to the
+  # last, by less than `plateau` times its first logged loss (relative to where it started: a loss near zero that
+  # keeps halving under Adam has stopped learning anything the accuracy shows), while its logged train accuracy
+  # rose by less than `accuracy_rise` (near chance the loss hardly moves while the accuracy climbs).
   plateau: float = 0.05
+  accuracy_rise: float = 0.02
   window: float = 0.2
 
   def describe(self) -> str:
     return (f"final train accuracy >= {self.train_accuracy}, or a training loss that fell by less than "
-            f"{self.plateau:.0%} of its first logged value from the previous {self.window:.0%} of the steps to the "
-            f"last {self.window:.0%}")
+            f"{self.plateau:.0%} of its first logged value and a logged train accuracy that rose by less than "
+            f"{self.accuracy_rise} from the previous {self.window:.0%} to the last {self.window:.0%} of the run's "
+            "cumulative learning rate")
 
   def converged(self, run: dict) -> bool:
-    return run["train_accuracy"] >= self.train_accuracy or run["loss_drop"] < self.plateau
+    """`run`: its final train_accuracy, and its `trend` (loss_drop, accuracy_rise)."""
+    return run["train_accuracy"] >= self.train_accuracy or (
+        run["loss_drop"] < self.plateau and run["accuracy_rise"] < self.accuracy_rise)
 
 
-def loss_drop(metrics_file: epath.Path, window: float) -> float:
-  """Fall of the mean logged training loss from the window before the last to the last window of steps
-  (fractions of the run), as a share of the first logged loss. Negative when the loss rose; inf when there are
-  too few log points to say."""
+def trend(metrics_file: epath.Path, window: float) -> dict[str, float]:
+  """How the logged training loss and accuracy moved from the window before the last to the last window of the
+  run's learning-rate time (fractions of the cumulative learning rate; steps where none was logged):
+  loss_drop, the fall of the mean loss as a share of the first logged loss (negative when it rose), and
+  accuracy_rise, the rise of the mean train accuracy. Both inf when there are too few log points to say."""
   records = [json.loads(line) for line in epath.Path(metrics_file).read_text().splitlines() if line.strip()]
-  losses = [(r["step"], r["train/loss"]) for r in records if "train/loss" in r]
-  if not losses:
-    return float("inf")
-  last_step = losses[-1][0]
-  span = window * last_step
-  last = [loss for step, loss in losses if step > last_step - span]
-  before = [loss for step, loss in losses if last_step - 2 * span < step <= last_step - span]
+  logged = [r for r in records if "train/loss" in r]
+  unknown = {"loss_drop": float("inf"), "accuracy_rise": float("inf")}
+  if not logged:
+    return unknown
+  time, previous_step, lr_time = 0.0, 0, []
+  for r in logged:  # each record stands for the steps since the one before, at its learning rate
+    time += r.get("train/learning_rate", 1.0) * (r["step"] - previous_step)
+    previous_step = r["step"]
+    lr_time.append(time)
+  span = window * time
+  last = [r for r, t in zip(logged, lr_time) if t > time - span]
+  before = [r for r, t in zip(logged, lr_time) if time - 2 * span < t <= time - span]
   if not last or not before:
-    return float("inf")
-  mean_before, mean_last = sum(before) / len(before), sum(last) / len(last)
-  return (mean_before - mean_last) / losses[0][1]
+    return unknown
+
+  def mean(rs, key):
+    values = [r[key] for r in rs if key in r]
+    return sum(values) / len(values) if values else float("nan")
+
+  accuracy_rise = mean(last, "train/accuracy") - mean(before, "train/accuracy")
+  return {"loss_drop": (mean(before, "train/loss") - mean(last, "train/loss")) / logged[0]["train/loss"],
+          "accuracy_rise": accuracy_rise if accuracy_rise == accuracy_rise else float("inf")}  # nan: not logged

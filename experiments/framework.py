@@ -25,7 +25,7 @@ import ml_collections
 from etils import epath  # each run folder is a workdir, an epath.Path as gap_jax/workdir.py takes it
 
 from experiments import report, shortcuts, stats
-from experiments.convergence import Convergence, loss_drop
+from experiments.convergence import Convergence, trend
 from gap_jax.configs import default
 from gap_jax.data import load_dataset
 from gap_jax.errors import UserError
@@ -229,8 +229,8 @@ def run(exp: Experiment, out_dir: epath.Path, quick: bool = False, seeds: int = 
     raw[point.key] = [run_point(exp, point, seed, out_dir / "runs") for seed in range(seeds)]
     if exp.convergence:
       for seed, r in enumerate(raw[point.key]):
-        drop = loss_drop(run_dir(out_dir / "runs", point, seed) / "metrics.jsonl", exp.convergence.window)
-        r["converged"] = float(exp.convergence.converged({**r, "loss_drop": drop}))
+        moved = trend(run_dir(out_dir / "runs", point, seed) / "metrics.jsonl", exp.convergence.window)
+        r["converged"] = float(exp.convergence.converged({**r, **moved}))
     summaries[point.key] = summarize_point(point.params, raw[point.key], exp.train_accuracy_floor)
   learned = {key: s for key, s in summaries.items() if s["learned"]}  # a network that did not fit decides nothing
   if learned:
