@@ -53,6 +53,9 @@ class Verdict:
   verdict: str  # one of VERDICTS
   reason: str  # the numbers the verdict rests on, in words
   effect: dict  # the effect sizes, by name
+  # The points whose runs the verdict rests on (default: every point that learned); only these need converged runs.
+  # Descriptive points (position's intermediate fields, reported as measured) may still be learning.
+  rests_on: list[str] | None = None
 
 
 @dataclasses.dataclass
@@ -245,7 +248,8 @@ def run(exp: Experiment, out_dir: epath.Path, quick: bool = False, seeds: int = 
     verdict = Verdict("inconclusive", f"The measure failed its controls ({'; '.join(failed)}), so the runs "
                       f"decide nothing. What the rule said of them: {verdict.verdict}: {verdict.reason}",
                       verdict.effect)
-  unconverged = [key for key, s in learned.items() if "converged" in s and sum(s["converged"]["values"]) < 2]
+  deciding = {key: learned[key] for key in verdict.rests_on or learned if key in learned}
+  unconverged = [key for key, s in deciding.items() if "converged" in s and sum(s["converged"]["values"]) < 2]
   if unconverged and verdict.verdict != "inconclusive":
     verdict = Verdict("inconclusive", f"Fewer than 2 runs converged ({exp.convergence.describe()}) at "
                       f"{', '.join(unconverged)}: train longer. What the rule said of the runs: "

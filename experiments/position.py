@@ -106,10 +106,13 @@ def decide(summaries: dict) -> Verdict:
   if "shift_logit_change" in circular[-1]:
     reason += (f" Position logit change under the half-image roll: circular "
                f"{circular[-1]['shift_logit_change']['mean']:.2g}, zeros {large['shift_logit_change']['mean']:.2g}.")
+  def keys(points):  # the points a verdict rests on: the intermediate zeros and valid fields are descriptive
+    return [key for key, s in summaries.items() if any(s is p for p in points)]
+
   if all(at_chance) and large["test_accuracy"]["lo"] > WELL_ABOVE:
-    return Verdict("supported", reason, effect)
+    return Verdict("supported", reason, effect, rests_on=keys([*circular, large]))
   if circular_above or zeros_at_chance:
-    return Verdict("refuted", reason, effect)
+    return Verdict("refuted", reason, effect, rests_on=keys(circular_above or zeros))
   return Verdict("inconclusive", reason, effect)
 
 

@@ -75,8 +75,9 @@ def test_criterion():
   assert not c.converged({"train_accuracy": 0.66, "loss_drop": 0.006, "accuracy_rise": 0.1})
 
 
-def fake_run(tmp_path, monkeypatch, losses_by_point):
-  """framework.run on two points whose 'training' writes the given losses; decide always says supported."""
+def fake_run(tmp_path, monkeypatch, losses_by_point, rests_on=None):
+  """framework.run on points whose 'training' writes the given losses; decide always says supported (resting on
+  `rests_on`, default every point)."""
   def run_point(exp, point, seed, runs_dir):
     write_losses(runs_dir / point.key / f"seed{seed}" / "metrics.jsonl", losses_by_point[point.key])
     return {"test_accuracy": 0.6, "train_accuracy": 0.6, "train_time_s": 1.0, "score": 1.0 + seed}
@@ -85,7 +86,7 @@ def fake_run(tmp_path, monkeypatch, losses_by_point):
   exp = Experiment(
       name="fake", question="q", hypothesis="h", metrics={"score": "s"}, decision_rule="r",
       sweep=lambda quick: [Point(key, {"k": key}, default.get_config()) for key in losses_by_point],
-      measure=None, decide=lambda summaries: Verdict("supported", "because", {}), convergence=Convergence())
+      measure=None, decide=lambda summaries: Verdict("supported", "because", {}, rests_on), convergence=Convergence())
   return framework.run(exp, tmp_path, seeds=3)
 
 
@@ -97,6 +98,15 @@ def test_a_verdict_on_runs_still_learning_is_inconclusive(tmp_path, monkeypatch)
   assert results["verdict"]["verdict"] == "inconclusive"
   assert "Fewer than 2 runs converged" in results["verdict"]["reason"] and "learning" in results["verdict"]["reason"]
   assert "every run except at learning: 0 of 3" in (tmp_path / "report.md").read_text()
+
+
+def test_only_the_points_a_verdict_rests_on_need_converged_runs(tmp_path, monkeypatch):
+  learning = [2.0, 1.8, 1.6, 1.4, 1.2, 1.0, 0.8, 0.6, 0.4, 0.2]
+  results = fake_run(tmp_path, monkeypatch, {"done": [2.0] * 10, "learning": learning}, rests_on=["done"])
+  assert results["verdict"]["verdict"] == "supported"  # "learning" is reported, and decides nothing
+  assert "learning: 0 of 3" in (tmp_path / "report.md").read_text()
+  results = fake_run(tmp_path / "b", monkeypatch, {"done": [2.0] * 10, "learning": learning}, rests_on=["learning"])
+  assert results["verdict"]["verdict"] == "inconclusive"
 
 
 def test_a_verdict_on_converged_runs_stands(tmp_path, monkeypatch):

@@ -125,6 +125,16 @@ def test_controls_come_out_as_planted_through_decide():
   assert verdicts == [("supported", "supported"), ("refuted", "refuted"), ("refuted", "refuted")]
 
 
+def test_a_supported_verdict_rests_on_circular_and_the_largest_zeros_field_only():
+  """The intermediate zeros and valid fields are descriptive: runs still learning there leave the verdict as is."""
+  planted = experiment.planted_summaries(lambda padding, rf: "chance" if padding == "circular" else "perfect")
+  verdict = experiment.decide(planted)
+  largest_zeros = max((k for k, s in planted.items() if s["params"]["padding"] == "zeros"),
+                      key=lambda k: planted[k]["params"]["receptive_field"])
+  circular = [k for k, s in planted.items() if s["params"]["padding"] == "circular"]
+  assert verdict.verdict == "supported" and sorted(verdict.rests_on) == sorted([*circular, largest_zeros])
+
+
 def test_decide_needs_zeros_beyond_the_reach_and_a_circular_point():
   planted = experiment.planted_summaries(lambda padding, rf: "chance" if padding == "circular" else "perfect")
   assert experiment.decide(planted).verdict == "supported"
