@@ -39,7 +39,7 @@ def render(results: dict) -> str:
                                              "not learn and the verdict leaves it out)")
         for key, p in below.items())]
   if results.get("convergence"):
-    lines += ["", convergence_line(points, results["convergence"])]
+    lines += ["", convergence_line(points, results["convergence"], results["verdict"].get("rests_on"))]
   null = [m for m in metrics if f"untrained/{m}" in next(iter(points.values()))]
   if null:
     lines += ["", "Null baseline: the same networks at initialization (each run's own initial weights), "
@@ -51,15 +51,16 @@ def render(results: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-def convergence_line(points: dict, criterion: str) -> str:
-  """How many of each point's runs met the experiment's convergence criterion."""
+def convergence_line(points: dict, criterion: str, rests_on: list[str] | None = None) -> str:
+  """How many of each point's runs met the experiment's convergence criterion, and which points needed them."""
   short = {key: (int(sum(p["converged"]["values"])), p["converged"]["n"]) for key, p in points.items()
            if "converged" in p and sum(p["converged"]["values"]) < p["converged"]["n"]}
   if not short:
     return f"Every run converged ({criterion})."
   return (f"Converged ({criterion}): every run except at " +
           "; ".join(f"{key}: {done} of {n}" for key, (done, n) in short.items()) +
-          " (a point with fewer than 2 converged runs leaves the verdict inconclusive).")
+          " (a point " + (f"the verdict rests on ({', '.join(rests_on)}) " if rests_on else "") +
+          "with fewer than 2 converged runs leaves the verdict inconclusive).")
 
 
 def table(points: dict, params: list[str], metrics: list[str]) -> list[str]:

@@ -104,7 +104,7 @@ def test_only_the_points_a_verdict_rests_on_need_converged_runs(tmp_path, monkey
   learning = [2.0, 1.8, 1.6, 1.4, 1.2, 1.0, 0.8, 0.6, 0.4, 0.2]
   results = fake_run(tmp_path, monkeypatch, {"done": [2.0] * 10, "learning": learning}, rests_on=["done"])
   assert results["verdict"]["verdict"] == "supported"  # "learning" is reported, and decides nothing
-  assert "learning: 0 of 3" in (tmp_path / "report.md").read_text()
+  assert "learning: 0 of 3 (a point the verdict rests on (done) with" in (tmp_path / "report.md").read_text()
   results = fake_run(tmp_path / "b", monkeypatch, {"done": [2.0] * 10, "learning": learning}, rests_on=["learning"])
   assert results["verdict"]["verdict"] == "inconclusive"
 
