@@ -2,6 +2,10 @@
 sharded along it, parameters and the test split are replicated. The same code runs on one device, many
 devices and many hosts.
 
+An experiment's sweep may instead train several small runs at once, each on one device of its own: a thread
+enters `use_devices([device])`, and every mesh built in that thread without naming its devices spans that one
+(experiments/sweep_devices.py).
+
 The training set is split into one contiguous shard per process (`process_shard`): with several processes
 each holds and reads only its own, and builds its part of every global batch from it (gap_jax/steps.py).
 
@@ -10,7 +14,9 @@ Many hosts: the same command on every host with GAP_JAX_DISTRIBUTED=1 (`./launch
 JAX_COORDINATOR_ADDRESS, GAP_JAX_NUM_PROCESSES and GAP_JAX_PROCESS_ID from the environment elsewhere.
 """
 
+import contextlib
 import os
+import threading
 
 import jax
 import numpy as np
@@ -18,11 +24,28 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from gap_jax.errors import UserError
 
+_thread = threading.local()  # .devices: what use_devices set in this thread
+
+
+@contextlib.contextmanager
+def use_devices(devices):
+  """Within this thread, `make_mesh()` spans `devices` instead of every device, and anything computed outside a
+  mesh goes to the first of them (jax.default_device, also per thread): the training run, the trained model it
+  loads back and what is measured of it all stay there, while other threads use other devices."""
+  previous = getattr(_thread, "devices", None)
+  _thread.devices = list(devices)
+  try:
+    with jax.default_device(_thread.devices[0]):
+      yield
+  finally:
+    _thread.devices = previous
+
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
-  """A ("data",) mesh over `devices` (default: all of them, on every host)."""
+  """A ("data",) mesh over `devices` (default: this thread's `use_devices`, else all of them, on every host)."""
   # Auto axes: XLA propagates the shardings we constrain inside the step.
   auto = (jax.sharding.AxisType.Auto,)
+  devices = getattr(_thread, "devices", None) if devices is None else devices
   if devices is None:  # make_mesh orders devices by the physical topology (TPU rings)
     return jax.make_mesh((jax.device_count(),), ("data",), axis_types=auto)
   return jax.sharding.Mesh(np.asarray(devices), ("data",), axis_types=auto)
@@ -36,8 +59,9 @@ def batch_sharded(mesh) -> NamedSharding:
   return NamedSharding(mesh, P("data"))
 
 
-def check_batch_size(batch_size: int, name: str = "batch_size") -> None:
-  n = jax.device_count()
+def check_batch_size(batch_size: int, mesh, name: str = "batch_size") -> None:
+  """The batch is split evenly over the devices of the run's mesh."""
+  n = mesh.devices.size
   if batch_size % n:
     raise UserError(f"{name}={batch_size} is not divisible by the {n} devices: choose a multiple of {n}")
 

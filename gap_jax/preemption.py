@@ -5,7 +5,11 @@ With many processes every one must stop at the same step: a host that stops alon
 in the next all-reduce or checkpoint barrier. There JAX's preemption service decides: the signal reaching
 any process is passed to all of them, and `multihost_utils.reached_preemption_sync_point` turns true at one
 agreed step (the largest step any process had reached, plus one) on each. With one process the signal
-handler's flag decides alone."""
+handler's flag decides alone.
+
+Python runs signal handlers in the main thread only, so runs that train in other threads (an experiment's runs
+spread over the devices, experiments/sweep_devices.py) share one StopRequest that the main thread entered: the
+handler's flag reaches them all, and `request` lets the code that started them stop them too."""
 
 import signal
 import threading
@@ -20,6 +24,7 @@ class StopRequest:
 
   def __init__(self):
     self.requested = False
+    self.reason = "SIGTERM"  # what asked, for the line each stopped run prints
     self._previous = None
     # Many processes: JAX's service catches SIGTERM itself (a Python handler would hide it from the service).
     self._agreed = jax.process_count() > 1
@@ -31,6 +36,12 @@ class StopRequest:
 
   def _handle(self, signum, frame):
     self.requested = True
+
+  def request(self, reason: str) -> None:
+    """Ask every run that shares this request to stop as SIGTERM would (single process only); the first
+    reason given is the one the runs print."""
+    if not self.requested:
+      self.reason, self.requested = reason, True
 
   def reached(self, step: int) -> bool:
     """Whether to save and stop after `step`; called once for every step by every process."""

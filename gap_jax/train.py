@@ -4,10 +4,12 @@ good checkpoint, logs metrics (metrics.jsonl, TensorBoard), stops cleanly on SIG
 writes results.json when training is complete and, with `profile_steps`, a jax.profiler trace of those
 steps in <workdir>/profile."""
 
+import contextlib
 import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -60,10 +62,13 @@ def _cpu_model() -> str | None:
   return f"{model}; {' '.join(isa) or 'no avx2'}"
 
 
-def hardware() -> dict:
-  device = jax.devices()[0]
-  return {"platform": device.platform, "device_kind": device.device_kind,
-          "device_count": jax.device_count(), "process_count": jax.process_count(),
+def hardware(mesh=None) -> dict:
+  """The machine, the versions and the commit; the devices are those of `mesh` (a run's: what it trained on),
+  or every device."""
+  devices = list(mesh.devices.flat) if mesh is not None else jax.devices()
+  return {"platform": devices[0].platform, "device_kind": devices[0].device_kind,
+          "device_count": len(devices), "device_ids": [d.id for d in devices],
+          "process_count": jax.process_count(),
           "cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
           "cpu_model": _cpu_model(),
           "jax": jax.__version__, "versions": {p: _version(p) for p in RECORDED_PACKAGES},
@@ -90,21 +95,26 @@ def _summarize(pending: list[dict], first_step: int) -> dict[str, float]:
 
 
 def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
-                       on_config_change: str = "refuse") -> dict | None:
-  """Train and evaluate as `config` says, in `workdir`. Returns the results (also written to
-  results.json), or None when this process stopped early (`stop_after_steps` steps done, or SIGTERM)
-  after saving a checkpoint: running again resumes. `on_config_change`: see gap_jax/workdir.py."""
+                       on_config_change: str = "refuse", stop: StopRequest | None = None,
+                       label: str = "") -> dict | None:
+  """Train and evaluate as `config` says, in `workdir`, on every device (or this thread's
+  parallel.use_devices). Returns the results (also written to results.json), or None when this process
+  stopped early (`stop_after_steps` steps done, SIGTERM, or `stop` requested) after saving a checkpoint:
+  running again resumes. `on_config_change`: see gap_jax/workdir.py. `stop`: a StopRequest entered by the
+  main thread, for a run in another thread (signals reach only the main thread); `label` names the run on
+  its progress lines, where several runs train at once."""
   t_start = time.time()
   workdir = workdir_path(workdir)  # local or gs:// (workdir.py)
   validate_config(config)
-  parallel.check_batch_size(config.batch_size)
-  parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.batch_size, mesh)
+  parallel.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
   primary = parallel.is_primary()
   # After validation (a bad config writes nothing), before the data: a refused workdir does not wait for
   # the dataset to load and preprocess (GCN + ZCA takes minutes).
   if primary:
     prepare_workdir(workdir, config, on_config_change)
-  run = build_training_setup(config)
+  run = build_training_setup(config, mesh=mesh)
   data, steps_per_epoch, total_steps = run.data, run.steps_per_epoch, run.total_steps
 
   _, order_key, step_key = run_keys(config.seed)
@@ -121,7 +131,12 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
 
   writer = MetricWriter(workdir) if primary else MetricWriter.discarding()
   bar = tqdm(total=total_steps, initial=start, unit="step", disable=None if primary else True,
-             dynamic_ncols=True)
+             dynamic_ncols=True, desc=label or None)
+
+  def say(line: str) -> None:  # under tqdm's lock, whole beside other threads' runs; flushed for log files
+    bar.write(f"{label}: {line}" if label else line)
+    sys.stdout.flush()
+
   pending, done = [], start
   t_log, step_log = time.time(), start
   t_run = t_progress = t_log
@@ -129,7 +144,7 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
   traced = range(trace_first, trace_first + trace_count) if primary else range(0)  # the primary host's
   tracing, traced_into = False, None
   try:
-    with StopRequest() as stop:
+    with contextlib.nullcontext(stop) if stop else StopRequest() as stop:
       for step in range(start, end):
         if step + 1 in traced and not tracing:
           traced_into = staging_folder(workdir)  # jax.profiler writes local files only: gs:// gets them after
@@ -153,13 +168,13 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
           bar.set_postfix(loss=f"{summary['train/loss']:.3f}", img_s=f"{summary['train/images_per_s']:.0f}")
           if primary and bar.disable and now - t_progress >= config.progress_every_s:
             t_progress = now
-            print(_progress_line(done, start, total_steps, now - t_run, summary), flush=True)
+            say(_progress_line(done, start, total_steps, now - t_run, summary))
           pending, t_log, step_log = [], now, done
         if evaluate_now:
           test = jax.device_get(run.evaluate(state.params, test_x, test_y, len(data.test)))
           writer.write(done, {f"test/{k}": v for k, v in test.items()})
-          bar.write(f"step {done}/{total_steps} (epoch {done / steps_per_epoch:.2f}): "
-                    f"test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}")
+          say(f"step {done}/{total_steps} (epoch {done / steps_per_epoch:.2f}): "
+              f"test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}")
           t_log = time.time()  # evaluation time is not training throughput
         if save_now:
           checkpoints.save(done, state)
@@ -168,7 +183,7 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
           jax.profiler.stop_trace()
           tracing = False
         if stopping:
-          bar.write(f"SIGTERM: checkpoint saved at step {done}; run the same command to resume")
+          say(f"{stop.reason}: checkpoint saved at step {done}; run the same command to resume")
           break
   finally:
     if tracing:
@@ -189,7 +204,7 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
   results = {"final": final, "steps": total_steps, "epochs": total_steps / steps_per_epoch,
              "train_examples_scored": n_train, "seed": config.seed, "evaluated_split": data.eval_split,
              "wall_time_s": time.time() - t_start, "resumed_from_step": start,
-             "hardware": hardware(), "config": json.loads(config.to_json_best_effort())}
+             "hardware": hardware(run.mesh), "config": json.loads(config.to_json_best_effort())}
   if primary:
     (workdir / "results.json").write_text(json.dumps(results, indent=2))
   return results
