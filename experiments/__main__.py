@@ -1,10 +1,14 @@
-"""python -m experiments <name> [--quick] [--seeds N] [--out DIR] [--shard i/n] [--padding P]: run one hypothesis
-experiment, or the flagship why_gap_works (every claim's experiment in its quick setting, one report).
+"""python -m experiments <name> [--quick] [--seeds N] [--out DIR] [--shard i/n] [--data-parallel-runs] [--padding P]:
+run one hypothesis experiment, or the flagship why_gap_works (every claim's experiment in its quick setting, one
+report).
 --padding P re-runs the experiment with P padding in every convolution, same seeds and data
 (experiments/padding.py), into results/<name>-padding-P[-quick]; `padding_confound [--quick]` compares the
 re-runs with the originals (experiments/padding_confound.py).
 --shard i/n trains only every n-th of the experiment's (point, seed) runs, so that n invocations (SLURM array
-tasks, or one process per device) share a sweep; the last to finish writes the report."""
+tasks, or one process per device) share a sweep; the last to finish writes the report.
+A process that sees several local devices (one process, not a jax.distributed job) trains one run per device,
+several at once (experiments/sweep_devices.py); --data-parallel-runs trains each run over all of them instead, one
+after another, for runs too large for one device."""
 
 import argparse
 import contextlib
@@ -36,14 +40,16 @@ def experiment_process():
     sys.exit(0)
 
 
-def train_sweep(exp, out: Path, quick: bool, seeds: int | None, shard: str | None) -> None:
-  """The whole sweep, or with `shard` ("i/n") this invocation's share of it."""
+def train_sweep(exp, out: Path, quick: bool, seeds: int | None, shard: str | None,
+                data_parallel_runs: bool = False) -> None:
+  """The whole sweep, or with `shard` ("i/n") this invocation's share of it; its runs spread over the local
+  devices unless `data_parallel_runs`."""
   from experiments.framework import parse_shard, run, run_shard
   seeds = seeds or (QUICK_SEEDS if quick else FULL_SEEDS)
   if shard:
-    run_shard(exp, out, parse_shard(shard), quick=quick, seeds=seeds)
+    run_shard(exp, out, parse_shard(shard), quick=quick, seeds=seeds, data_parallel_runs=data_parallel_runs)
   else:
-    run(exp, out, quick=quick, seeds=seeds)
+    run(exp, out, quick=quick, seeds=seeds, data_parallel_runs=data_parallel_runs)
 
 
 def main() -> None:
@@ -57,6 +63,9 @@ def main() -> None:
                       help="a local folder or gs://<bucket>/<folder> (default: results/<name>, quick: results/<name>-quick)")
   parser.add_argument("--shard", default=None, metavar="i/n",
                       help="train every n-th run from the i-th; the last shard to finish writes the report")
+  parser.add_argument("--data-parallel-runs", action="store_true",
+                      help="train each run over all local devices, one run after another (default with several "
+                           "devices: one run per device, several at once), for runs too large for one device")
   parser.add_argument("--padding", default=None, metavar="P",
                       help="re-run with P (zeros or circular) padding in every convolution, same seeds and data; "
                            "default out: results/<name>-padding-P[-quick]")
@@ -68,11 +77,14 @@ def main() -> None:
     args.out = workdir_path(args.out, "--out") if args.out else None  # local, or gs:// where its backend is installed
     if args.padding and args.name == why_gap_works.NAME:
       raise UserError("--padding re-runs one experiment, not the flagship: ./launch.sh experiment <name> --padding P")
+    if args.data_parallel_runs and args.name == why_gap_works.NAME:
+      raise UserError("--data-parallel-runs is for one experiment's sweep; the flagship's quick runs each fit one "
+                      "device: ./launch.sh experiment <name> --data-parallel-runs")
     if args.name == why_gap_works.NAME:  # always quick: that is what keeps it under 15 minutes
       why_gap_works.run(args.out or Path("results") / args.name, seeds=args.seeds or QUICK_SEEDS)
       return
     if args.name == padding.CONFOUND:  # reads the re-runs' results: trains nothing
-      if args.padding or args.seeds or args.shard:
+      if args.padding or args.seeds or args.shard or args.data_parallel_runs:
         raise UserError(f"{args.name} trains nothing: it takes only --quick and --out")
       from experiments import padding_confound
       padding_confound.main(args.out or Path("results") / padding_confound.out_name(args.quick), args.quick)
@@ -83,7 +95,7 @@ def main() -> None:
       exp = padding.with_padding(exp, args.padding)
       exp.sweep(args.quick)  # a padding that changes no point is refused before any folder is made
       out = args.out or Path("results") / padding.out_name(args.name, args.padding, args.quick)
-    train_sweep(exp, out, args.quick, args.seeds, args.shard)
+    train_sweep(exp, out, args.quick, args.seeds, args.shard, args.data_parallel_runs)
 
 
 if __name__ == "__main__":

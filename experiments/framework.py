@@ -14,9 +14,14 @@ summaries made by the experiment's own measure; they go through its own `decide`
 a measure that cannot tell them apart leaves the experiment's verdict inconclusive, whatever the runs say.
 An experiment that declares a `convergence` criterion (experiments/convergence.py) has every run checked
 against it; a verdict resting on a point with fewer than 2 converged runs is inconclusive.
+
+A process with several local devices trains one run per device, several at once (experiments/sweep_devices.py);
+`data_parallel_runs` trains each run over all of them instead, one after another. Either way the results are
+gathered in (point, seed) order.
 """
 
 import dataclasses
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -24,11 +29,12 @@ from collections.abc import Callable
 import ml_collections
 from etils import epath  # each run folder is a workdir, an epath.Path as gap_jax/workdir.py takes it
 
-from experiments import report, shortcuts, stats
+from experiments import report, shortcuts, stats, sweep_devices
 from experiments.convergence import Convergence, trend
 from gap_jax.configs import default
 from gap_jax.data import load_dataset
 from gap_jax.errors import UserError
+from gap_jax.preemption import StopRequest
 from gap_jax.train import hardware, train_and_evaluate
 from gap_jax.trained import initial, load_trained
 from gap_jax.workdir import stored_config_differences
@@ -161,8 +167,10 @@ def finished_measure(point: Point, seed: int, runs_dir: epath.Path) -> dict | No
   return measured if measured.pop("format", None) == MEASURED_FORMAT else None
 
 
-def run_point(exp: Experiment, point: Point, seed: int, runs_dir: epath.Path) -> dict:
-  """Train (or find) one seed of one point and measure it. measured.json makes it reusable while the
+def run_point(exp: Experiment, point: Point, seed: int, runs_dir: epath.Path,
+              stop: StopRequest | None = None) -> dict | None:
+  """Train (or find) one seed of one point and measure it; None when SIGTERM (or `stop`, shared with runs in
+  other threads) stopped its training, its checkpoint saved. measured.json makes it reusable while the
   point's config stays what the run was trained with; a changed config retrains (the old run is kept in
   the workdir's previous/)."""
   if (measured := finished_measure(point, seed, runs_dir)) is not None:
@@ -172,9 +180,10 @@ def run_point(exp: Experiment, point: Point, seed: int, runs_dir: epath.Path) ->
   if stored_config_differences(workdir, config) == [] and (workdir / "results.json").exists():
     results = json.loads((workdir / "results.json").read_text())  # trained, measured in another format
   else:
-    results = train_and_evaluate(config, workdir, on_config_change="fresh")
-    if results is None:  # stopped by SIGTERM after saving its checkpoint: no later run may start
-      raise SweepStopped(f"{workdir} stopped with its checkpoint saved; run the same command to resume")
+    results = train_and_evaluate(config, workdir, on_config_change="fresh", stop=stop,
+                                 label=f"{point.key}/seed{seed}")
+    if results is None:
+      return None
   measured = {"test_accuracy": results["final"]["test_accuracy"],
               "train_accuracy": results["final"]["train_accuracy"],
               "train_time_s": results["wall_time_s"]}
@@ -182,6 +191,33 @@ def run_point(exp: Experiment, point: Point, seed: int, runs_dir: epath.Path) ->
   measured.update(exp.measure(point, trained))
   measured.update({f"untrained/{k}": v for k, v in exp.measure(point, initial(trained)).items()})
   (workdir / "measured.json").write_text(json.dumps({**measured, "format": MEASURED_FORMAT}, indent=2))
+  return measured
+
+
+def train_runs(exp: Experiment, runs: list[tuple[Point, int]], runs_dir: epath.Path,
+               data_parallel_runs: bool = False, shard: str = "") -> list[dict]:
+  """run_point of each (point, seed) in `runs`, in that order: spread over the local devices, one run per device
+  at a time (sweep_devices), or with `data_parallel_runs` (or one device) each over every device, one after
+  another. A run stopped by SIGTERM stops the sweep (SweepStopped) once the runs in training saved their
+  checkpoints; no later run starts."""
+  devices = sweep_devices.spread_devices(data_parallel_runs)
+  if devices is None:
+    measured = []
+    for point, seed in runs:
+      print(f"[{exp.name}] {shard}{point.key} seed {seed}", flush=True)
+      measured.append(run_point(exp, point, seed, runs_dir))
+      if measured[-1] is None:
+        break
+  else:
+    def on_device(run, device, stop):
+      print(f"[{exp.name}] {shard}{run[0].key} seed {run[1]} on {device}", flush=True)
+      return run_point(exp, *run, runs_dir, stop=stop)
+    measured = sweep_devices.map_on_devices(on_device, runs, devices)
+  unfinished = [f"{point.key}/seed{seed}" for (point, seed), m in itertools.zip_longest(runs, measured) if m is None]
+  if unfinished:
+    raise SweepStopped(f"{len(unfinished)} of {len(runs)} runs unfinished ({', '.join(unfinished)}), those "
+                       f"that were training with their checkpoints saved in {runs_dir}; run the same command "
+                       "to resume")
   return measured
 
 
@@ -198,25 +234,24 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def run_shard(exp: Experiment, out_dir: epath.Path, shard: tuple[int, int], quick: bool = False,
-              seeds: int = 3) -> dict | None:
-  """Train and measure shard i of n of the experiment's (point, seed) runs; the invocations may run at once on
-  other devices or hosts that share `out_dir`. The one that finds every run finished writes the report (and
-  returns the results); the others return None."""
+              seeds: int = 3, data_parallel_runs: bool = False) -> dict | None:
+  """Train and measure shard i of n of the experiment's (point, seed) runs (spread over this process's devices
+  as train_runs says); the invocations may run at once on other devices or hosts that share `out_dir`. The one
+  that finds every run finished writes the report (and returns the results); the others return None."""
   i, n = shard
   points = exp.sweep(quick)
   runs = [(point, seed) for point in points for seed in range(seeds)]
-  for point, seed in runs[i::n]:
-    print(f"[{exp.name}] shard {i}/{n}: {point.key} seed {seed}", flush=True)
-    run_point(exp, point, seed, epath.Path(out_dir) / "runs")
+  train_runs(exp, runs[i::n], epath.Path(out_dir) / "runs", data_parallel_runs, shard=f"shard {i}/{n}: ")
   left = sum(finished_measure(point, seed, epath.Path(out_dir) / "runs") is None for point, seed in runs)
   if left:
     print(f"[{exp.name}] shard {i}/{n} done; {left} of {len(runs)} runs are still with other shards: the "
           "last shard to finish writes the report", flush=True)
     return None
-  return run(exp, out_dir, quick, seeds)
+  return run(exp, out_dir, quick, seeds, data_parallel_runs)
 
 
-def run(exp: Experiment, out_dir: epath.Path, quick: bool = False, seeds: int = 3) -> dict:
+def run(exp: Experiment, out_dir: epath.Path, quick: bool = False, seeds: int = 3,
+        data_parallel_runs: bool = False) -> dict:
   if seeds < 2:
     raise ValueError("an experiment needs at least 2 seeds per point for an interval (3 by default)")
   out_dir = epath.Path(out_dir)
@@ -226,10 +261,11 @@ def run(exp: Experiment, out_dir: epath.Path, quick: bool = False, seeds: int = 
   for c in controls:
     print(f"[{exp.name}] control {c['name']}: {c['verdict']} (expected {c['expected']})", flush=True)
   points = exp.sweep(quick)
+  measured = iter(train_runs(exp, [(point, seed) for point in points for seed in range(seeds)], out_dir / "runs",
+                             data_parallel_runs))
   raw, summaries = {}, {}
-  for i, point in enumerate(points):
-    print(f"[{exp.name}] point {i + 1}/{len(points)}: {point.key}", flush=True)
-    raw[point.key] = [run_point(exp, point, seed, out_dir / "runs") for seed in range(seeds)]
+  for point in points:
+    raw[point.key] = [next(measured) for _ in range(seeds)]
     if exp.convergence:
       for seed, r in enumerate(raw[point.key]):
         moved = trend(run_dir(out_dir / "runs", point, seed) / "metrics.jsonl", exp.convergence.window)
