@@ -106,7 +106,7 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
   t_start = time.time()
   workdir = workdir_path(workdir)  # local or gs:// (workdir.py)
   validate_config(config)
-  mesh = parallel.make_mesh()
+  mesh = parallel.make_mesh()  # the mesh build_training_setup makes below: every device, or this thread's
   parallel.check_batch_size(config.batch_size, mesh)
   parallel.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
   primary = parallel.is_primary()
@@ -114,7 +114,7 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
   # the dataset to load and preprocess (GCN + ZCA takes minutes).
   if primary:
     prepare_workdir(workdir, config, on_config_change)
-  run = build_training_setup(config, mesh=mesh)
+  run = build_training_setup(config)
   data, steps_per_epoch, total_steps = run.data, run.steps_per_epoch, run.total_steps
 
   _, order_key, step_key = run_keys(config.seed)
