@@ -177,12 +177,15 @@ def test_xla_formulations_match_lax_conv():
     np.testing.assert_allclose(conv(x, kernel), expected, rtol=1e-5, atol=1e-4)
 
 
-def _probe(env):
-  """A fresh process (the binding is loaded once per process): is oneDNN usable, and what does Conv lower to?"""
+def _probe(env, one_device_scope=False):
+  """A fresh process (the binding is loaded once per process): is oneDNN usable, and what does Conv lower to
+  (with `one_device_scope`: traced inside parallel.use_devices of the first device, as a spread sweep's run)?"""
+  lower = "print('GapJax' in jax.jit(conv).lower(jnp.ones((1, 4, 4, 4)), jnp.ones((3, 3, 4, 2))).as_text())"
+  if one_device_scope:
+    lower = "from gap_jax import parallel\nwith parallel.use_devices(jax.devices()[:1]):\n  " + lower
   code = ("import jax, jax.numpy as jnp; from gap_jax import cpu; from gap_jax.cpu import onednn; "
           "from gap_jax.models import kernels; print(onednn.why_unavailable()); "
-          "conv = kernels.traced_with(cpu.kernels_for('auto'), lambda x, k: kernels.conv(x, k, 1)); "
-          "print('GapJax' in jax.jit(conv).lower(jnp.ones((1, 4, 4, 4)), jnp.ones((3, 3, 4, 2))).as_text())")
+          "conv = kernels.traced_with(cpu.kernels_for('auto'), lambda x, k: kernels.conv(x, k, 1))\n" + lower)
   done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
                         env={**os.environ, **env})
   assert done.returncode == 0, done.stderr[-3000:]
@@ -207,3 +210,6 @@ def test_several_cpu_devices_keep_xla_convolutions():
   """The custom call has no sharding rule; a batch sharded over devices must not be gathered onto each."""
   (reason, uses_onednn), _ = _probe({"JAX_NUM_CPU_DEVICES": "2"})
   assert (reason, uses_onednn) == ("None", "False")
+  # ... while a run on one of them (a sweep spreading one run per device) has nothing to gather: oneDNN
+  (reason, uses_onednn), _ = _probe({"JAX_NUM_CPU_DEVICES": "2"}, one_device_scope=True)
+  assert (reason, uses_onednn) == ("None", "True")

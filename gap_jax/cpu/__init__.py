@@ -17,6 +17,7 @@ import functools
 import jax
 from jax import lax
 
+from gap_jax import parallel
 from gap_jax.cpu import formulations, onednn
 from gap_jax.errors import UserError
 from gap_jax.models import kernels
@@ -63,8 +64,11 @@ def _conv(x_BHWC, kernel_HWIO, padding: int, dilation: int = 1, *, use_onednn: b
 
 def _onednn_verified(x_BHWC, kernel_HWIO, padding, dilation) -> bool:
   # The custom call has no sharding rule: under a batch sharded over several CPU devices (tests' fake
-  # meshes, multi-process CPU runs) XLA would gather the whole batch onto each, so those keep XLA's.
-  if jax.default_backend() != "cpu" or jax.device_count() != 1 or not onednn.available(x_BHWC.dtype):
+  # meshes, multi-process CPU runs) XLA would gather the whole batch onto each, so those keep XLA's. What counts
+  # is the mesh this thread's run trains on: a sweep spreading one run per device (parallel.use_devices) has
+  # one-device meshes in a process with several devices, and its runs compute what a 1-device process does.
+  if (jax.default_backend() != "cpu" or parallel.make_mesh().devices.size != 1
+      or not onednn.available(x_BHWC.dtype)):
     return False
   name = onednn.unverified(x_BHWC.shape, kernel_HWIO.shape, padding, dilation, x_BHWC.dtype)
   if name is not None:
