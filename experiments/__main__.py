@@ -52,9 +52,8 @@ def train_sweep(exp, out: Path, quick: bool, seeds: int | None, shard: str | Non
     run(exp, out, quick=quick, seeds=seeds, data_parallel_runs=data_parallel_runs)
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(prog="./launch.sh experiment")
-  parser.add_argument("name")
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+  """The options of every command that trains an experiment's sweep (this one, experiments.gap_vs_fc's)."""
   parser.add_argument("--quick", action="store_true", help="a reduced sweep that runs in a few minutes")
   parser.add_argument("--seeds", type=int, default=None,
                       help=f"seeds per point (default {FULL_SEEDS} for a full run: enough for a bootstrap interval; "
@@ -66,6 +65,12 @@ def main() -> None:
   parser.add_argument("--data-parallel-runs", action="store_true",
                       help="train each run over all local devices, one run after another (default with several "
                            "devices: one run per device, several at once), for runs too large for one device")
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(prog="./launch.sh experiment")
+  parser.add_argument("name")
+  add_sweep_arguments(parser)
   parser.add_argument("--padding", default=None, metavar="P",
                       help="re-run with P (zeros or circular) padding in every convolution, same seeds and data; "
                            "default out: results/<name>-padding-P[-quick]")

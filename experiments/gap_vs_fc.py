@@ -201,18 +201,14 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--dataset", default="fashion_mnist", help="fashion_mnist (default) or cifar10")
   parser.add_argument("--sizes", type=int, nargs="+", default=None,
                       help=f"Fashion-MNIST training-set sizes, from {sorted(STEPS)} (default {list(FULL_SIZES)})")
-  parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--seeds", type=int, default=None, help="seeds per point (10 for a full run, 3 quick)")
-  parser.add_argument("--out", default=None, help="a local folder or gs://<bucket>/<folder> (default: "
-                      "results/<name>[-quick])")
-  parser.add_argument("--shard", default=None, metavar="i/n")
+  from experiments.__main__ import add_sweep_arguments, experiment_process, train_sweep
+  add_sweep_arguments(parser)
   args = parser.parse_args(argv)
-  from experiments.__main__ import experiment_process, train_sweep
   from gap_jax.workdir import workdir_path
   with experiment_process():
     exp = experiment(args.dataset, tuple(sorted(set(args.sizes))) if args.sizes else None)
     out = workdir_path(args.out, "--out") if args.out else Path("results") / (exp.name + ("-quick" if args.quick else ""))
-    train_sweep(exp, out, args.quick, args.seeds, args.shard)
+    train_sweep(exp, out, args.quick, args.seeds, args.shard, args.data_parallel_runs)
 
 
 if __name__ == "__main__":
