@@ -62,6 +62,30 @@ def test_zca_whitens_to_identity_where_the_regularizer_is_negligible():
   np.testing.assert_allclose(cov, np.eye(10), atol=1e-3)
 
 
+@pytest.mark.parametrize("processes", [2, 3])
+def test_a_fit_from_the_processes_sums_is_the_whole_sets_fit(processes):
+  """A streamed run's processes each sum their own share of the training set and add up their sums: the channel
+  statistics come out exact, the ZCA fit equal to the one-process fit to float32 rounding (its float64 sums are
+  added in another order: measured at most half an eps of the largest entry)."""
+  x = images(101, (4, 4, 3))
+  shares = [x[p * 101 // processes:(p + 1) * 101 // processes] for p in range(processes)]
+  for method in ("standardize", "gcn_zca"):
+    spec = preprocess.FITS[method]
+    others = [(len(share), *spec.sums(share)) for share in shares[1:]]
+    fitted = preprocess.fit(method, [shares[0]], lambda mine: tuple(sum(s) for s in zip(mine, *others)))
+    whole = preprocess.fit(method, [x])
+    assert fitted.keys() == whole.keys() == set(spec.names)
+    for name in spec.names:
+      if method == "standardize":
+        np.testing.assert_array_equal(fitted[name], whole[name])
+      else:
+        eps = np.finfo(np.float32).eps * np.abs(whole[name]).max()
+        np.testing.assert_allclose(fitted[name], whole[name], rtol=0, atol=eps)
+  mean, whitening = preprocess.fit_zca(preprocess.gcn(x, 55).reshape(101, -1))  # the in-memory route's fit
+  np.testing.assert_array_equal(whole["mean"], mean)
+  np.testing.assert_array_equal(whole["whitening"], whitening)
+
+
 def test_gcn_zca_fits_on_train_only_and_returns_float_images(tmp_path):
   train, evaluated = images(40, (4, 4, 3)), images(10, (4, 4, 3), seed=1)
   tx, ex, mean, std = preprocess.gcn_zca(train, evaluated, tmp_path / "zca-x-train.npz")
