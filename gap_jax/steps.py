@@ -90,7 +90,8 @@ def make_gather(batch_size: int, steps_per_epoch: int, mesh):
 
 def _make_update(model, tx, config, mean, std):
   """update(state, images, labels, step_key): one SGD step on a global batch of uint8 images (or float
-  images preprocessed on the host), normalised and augmented here, on device."""
+  images already preprocessed: by the in-memory route before training, by the streamed route batch by
+  batch), normalised and augmented here, on device."""
 
   def loss_fn(params, x, y, dropout_key):
     logits, _ = model.apply({"params": params}, x, train=True, rngs={"dropout": dropout_key})
@@ -124,7 +125,7 @@ def make_train_step(model, tx, config, mean, std, steps_per_epoch: int, mesh):
 
 def make_batch_step(model, tx, config, mean, std, mesh):
   """The streamed route's step: (state, images, labels, step_key) -> (state, metrics) on a global batch
-  that the host assembled (parallel.global_batch)."""
+  that the host assembled (parallel.global_batch) and the devices preprocessed (stream.on_device)."""
   return jit(_make_update(model, tx, config, mean, std), mesh, config.cpu_kernels, donate_argnums=0,
              out_shardings=replicated(mesh))
 

@@ -42,6 +42,7 @@ def expected_indices(order_key, step: int, num_examples: int, processes: int, ba
 def tiny_mnist_config(tfds_data_dir: str):
   c = synthetic.get_config()
   c.dataset, c.data_source, c.tfds_data_dir = "mnist", "tfds", tfds_data_dir
+  c.preprocess_cache_dir = str(Path(tfds_data_dir).parent / "cache")  # the fits' caches, beside the data
   c.model, c.model_args.nin.blocks = "nin", (((8, 3),), ((8, 3),))
   c.batch_size, c.eval_batch_size, c.eval_train_examples = 8, 8, 16
   c.crop_padding, c.flip, c.dropout = 2, True, 0.5

@@ -103,27 +103,33 @@ def plan(config) -> tuple[str, DatasetSpec, str, str, list[str], str]:
   return name, spec, source, eval_split, parts, method
 
 
+def split_off(name: str, spec: DatasetSpec, config, eval_split: str, parts: list[str], splits: dict[str, Split],
+              num_classes: int) -> tuple[Split, Split, str]:
+  """(training set, evaluated split, what the preprocessing is fitted on: the name of the training set). With
+  eval_split "validation", each training part's recipe share (validation_recipe) is held out (hold_out), the rest
+  kept, each in its order; else the parts are the training set and the test split is evaluated. The streamed
+  route splits off Splits whose "images" are the stored records' numbers, and gets the numbers of the same
+  examples."""
+  if eval_split == "test":
+    return concat([splits[p] for p in parts]), splits["test"], "+".join(parts)
+  recipe = validation_recipe(name, spec, config, parts)
+  kept, held = [], []
+  for part in parts:
+    if recipe.get(part):
+      rest, part_held = hold_out(splits[part], recipe[part], num_classes, f"{name} {part}")
+      kept.append(rest)
+      held.append(part_held)
+    else:
+      kept.append(splits[part])
+  fitted_on = "+".join(parts) + "-minus-validation-" + "+".join(str(recipe.get(p, 0)) for p in parts)
+  return concat(kept), concat(held), fitted_on
+
+
 def load_dataset(config) -> Dataset:
   name, spec, source, eval_split, parts, method = plan(config)
   needed = (parts + ["test"]) if eval_split == "test" else parts  # validation never reads test
   splits, num_classes = read_splits(name, spec, source, config, needed)
-
-  fitted_on = "+".join(parts)
-  if eval_split == "test":
-    train, evaluated = concat([splits[p] for p in parts]), splits["test"]
-  else:
-    recipe = validation_recipe(name, spec, config, parts)
-    kept, held = [], []
-    for part in parts:
-      if recipe.get(part):
-        rest, part_held = hold_out(splits[part], recipe[part], num_classes, f"{name} {part}")
-        kept.append(rest)
-        held.append(part_held)
-      else:
-        kept.append(splits[part])
-    train, evaluated = concat(kept), concat(held)
-    fitted_on += "-minus-validation-" + "+".join(str(recipe.get(p, 0)) for p in parts)
-
+  train, evaluated, fitted_on = split_off(name, spec, config, eval_split, parts, splits, num_classes)
   cache_file = cache_dir(config) / f"zca-{name}-{source}-{fitted_on}.npz"
   train_x, eval_x, mean, std = preprocess.PREPROCESSORS[method](train.images, evaluated.images, cache_file)
   return Dataset(name, Split(train_x, train.labels), Split(eval_x, evaluated.labels), num_classes,

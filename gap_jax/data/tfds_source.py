@@ -98,9 +98,11 @@ def _unreadable(name: str, data_dir: str | None, error: Exception) -> UserError:
                    f"`{prepare_command(name, data_dir)}`")
 
 
-def open_sources(name: str, splits: Sequence[str], data_dir: str | None) -> dict[str, Sequence[dict]]:
+def open_sources(name: str, splits: Sequence[str], data_dir: str | None,
+                 decode_images: bool = True) -> dict[str, Sequence[dict]]:
   """The named splits of tfds dataset `name` as random-access data sources over its array_record files
-  (nothing read yet), preparing it first if needed."""
+  (nothing read yet), preparing it first if needed. Without `decode_images` an example's image is its encoded
+  bytes: reading only the labels then costs no decoding."""
   import tensorflow_datasets as tfds  # here, so the local and synthetic routes never import it
 
   try:
@@ -115,7 +117,8 @@ def open_sources(name: str, splits: Sequence[str], data_dir: str | None) -> dict
                     f"{sorted(known)}: delete that folder and run `{prepare_command(name, data_dir)}`")
   try:
     # builder_kwargs must name the format: with data_dir given, tfds.data_source leaves it unset.
-    sources = tfds.data_source(name, split=list(splits), data_dir=data_dir, download=False,
+    decoders = None if decode_images else {"image": tfds.decode.SkipDecoding()}
+    sources = tfds.data_source(name, split=list(splits), data_dir=data_dir, download=False, decoders=decoders,
                                builder_kwargs={"file_format": FILE_FORMAT})
   except (NotImplementedError, ValueError, KeyError) as e:
     raise _unreadable(name, data_dir, e) from None
