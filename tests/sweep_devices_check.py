@@ -1,10 +1,8 @@
 """The experiment command (`python -m experiments <arguments>`) on a tiny version of the experiment's quick sweep:
 test_sweep_devices.py runs this file in a subprocess with JAX_NUM_CPU_DEVICES fake CPU devices, and takes
-`tiny_experiment` for a sweep in its own one-device process to compare with.
-
-The runs use XLA's convolutions (cpu_kernels="xla"): whether oneDNN's may be used is decided by the process's
-device count (gap_jax/cpu/__init__.py), not by the run's mesh, so a one-device mesh among 2 devices and a 1-device
-process would otherwise compute with different kernels."""
+`tiny_experiment` for a sweep in its own one-device process to compare with. The runs keep the default
+cpu_kernels: oneDNN's convolutions are chosen by the run's own mesh (gap_jax/cpu/__init__.py), so a one-device
+mesh among 2 devices computes with the kernels a 1-device process uses."""
 
 import dataclasses
 
@@ -21,7 +19,6 @@ def tiny_experiment(name):
   def sweep(quick):
     points = tiny(exp.sweep(True))
     for p in points:
-      p.config.cpu_kernels = "xla"
       p.config.num_train_steps = p.config.eval_every_steps = STEPS
       p.config.log_every_steps = 1  # metrics.jsonl shows a run training from its first step
     return points
