@@ -1,10 +1,11 @@
 """Run by test_data_routes.py (and test_multihost.py) as one or several processes: the two data routes against
 the documented batch order (gap_jax/steps.py), computed here again in numpy from the epoch's permutation.
 
-  python tests/data_routes_check.py routes TFDS_DATA_DIR OUT_DIR
+  python tests/data_routes_check.py routes TFDS_DATA_DIR OUT_DIR [PREPROCESS EVAL_SPLIT]
       on tfds array_record files: every step's global batch of the in-memory route (its on-device gather)
-      and of the streamed route (grain reads), the global batches the order defines, the normalisation
-      statistics of both, and the parameters after a few steps of each; writes OUT_DIR/<process>.json.
+      and of the streamed route (grain reads, preprocessed on device), the global batches the order defines,
+      the normalisation statistics and the evaluated split of both, the ZCA fit of both (gcn_zca), and the
+      parameters after a few steps of each; writes OUT_DIR/<process>.json.
   python tests/data_routes_check.py replay WORKDIR PROCESSES
       one process trains WORKDIR's config on the batches that PROCESSES processes draw (the order again, in
       numpy) and prints the largest difference from WORKDIR's parameters.
@@ -49,8 +50,19 @@ def tiny_mnist_config(tfds_data_dir: str):
   return c
 
 
-def routes(tfds_data_dir: str, out_dir: str, first: int = 10, last: int = 27, train_steps: int = 3):
+def _max_diff(a, b) -> float:
+  return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def _zca_fits(cache: Path) -> list[np.ndarray]:
+  """The whitening the in-memory route fitted and the one the streamed route fitted, from their caches."""
+  return [np.load(next(cache.glob(pattern)))["whitening"] for pattern in ("zca-*.npz", "stream-gcn_zca-*.npz")]
+
+
+def routes(tfds_data_dir: str, out_dir: str, method: str = "standardize", eval_split: str = "test",
+           first: int = 10, last: int = 27, train_steps: int = 3):
   c = tiny_mnist_config(tfds_data_dir)
+  c.preprocess, c.eval_split, c.validation_per_class = method, eval_split, 1
   full = load_dataset(c)  # the whole training set, for the expected batches
   _, order_key, step_key = run_keys(c.seed)
   runs, got = {}, {}
@@ -80,16 +92,24 @@ def routes(tfds_data_dir: str, out_dir: str, first: int = 10, last: int = 27, tr
       "mesh_processes": [int(p) for p in parallel.device_owners(run.mesh)[0]],
       "steps_per_epoch": run.steps_per_epoch, "shard": len(runs["memory"].data.train),
       "steps_compared": [len(got["memory"]), len(got["stream"])],
-      "routes_equal": all(np.array_equal(a, b) for m, s in zip(got["memory"], got["stream"]) for a, b in zip(m, s)),
+      "labels_equal": all(np.array_equal(m[1], s[1]) for m, s in zip(got["memory"], got["stream"])),
+      "images_max_diff": max(_max_diff(m[0], s[0]) for m, s in zip(got["memory"], got["stream"])),
+      "evaluated_max_diff": _max_diff(runs["memory"].data.test.images, runs["stream"].data.test.images),
+      "evaluated_labels_equal": bool(np.array_equal(runs["memory"].data.test.labels, runs["stream"].data.test.labels)),
       "images_as_defined": all(np.array_equal(m[0], full.train.images[i]) for m, i in zip(got["memory"], expected)),
       "labels_as_defined": all(np.array_equal(m[1], full.train.labels[i]) for m, i in zip(got["memory"], expected)),
       "distinct_per_step": [len(set(i.tolist())) for i in expected],
       "stats_equal": bool(np.array_equal(runs["memory"].data.mean, runs["stream"].data.mean)
                           and np.array_equal(runs["memory"].data.std, runs["stream"].data.std)),
-      "params_equal": all(np.array_equal(a, b) for a, b in zip(params["memory"], params["stream"])),
+      "params_max_diff": max(_max_diff(a, b) for a, b in zip(params["memory"], params["stream"])),
       "params_changed": any(not np.array_equal(a, np.asarray(multihost_utils.process_allgather(b, tiled=True)))
                             for a, b in zip(params["memory"], jax.tree.leaves(runs["memory"].initial_state().params))),
   }
+  if method == "gcn_zca":
+    fits = _zca_fits(Path(c.preprocess_cache_dir))
+    everyone = np.asarray(multihost_utils.process_allgather(runs["stream"].data.train.fitted["whitening"]))
+    report.update(fit_max_diff=_max_diff(*fits), fit_max=float(np.abs(fits[0]).max()),
+                  fit_same_on_every_process=bool((everyone == everyone[0]).all()))
   Path(out_dir, f"{jax.process_index()}.json").write_text(json.dumps(report))
 
 
@@ -117,6 +137,6 @@ def replay(workdir: str, processes: int):
 
 if __name__ == "__main__":
   if sys.argv[1] == "routes":
-    routes(sys.argv[2], sys.argv[3])
+    routes(*sys.argv[2:6])
   else:
     replay(sys.argv[2], int(sys.argv[3]))

@@ -89,24 +89,34 @@ def run_check(args, processes: int, devices: int) -> list[subprocess.CompletedPr
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("processes", [1, 2])
-def test_routes_agree_on_array_record_files(tmp_path, processes):
+@pytest.mark.parametrize("processes,method,eval_split", [(1, "standardize", "test"), (2, "standardize", "test"),
+                                                         (2, "gcn_zca", "validation")])
+def test_routes_agree_on_array_record_files(tmp_path, processes, method, eval_split):
   """From tfds's array_record files, 17 steps across two epoch boundaries: the streamed reads equal the
   in-memory gather and the batches the order defines; both routes fit the same normalisation and reach
-  the same parameters. With two processes each holds a shard of 50 of the 101 examples."""
+  the same parameters. With two processes each holds a shard of 50 of the 101 examples. With gcn_zca and a
+  held-out validation split, two processes add up their ZCA sums and join their labels: the fit is the
+  in-memory one to float32 rounding and the same on both, the batches and parameters the same to rounding."""
   prepared_mnist(tmp_path / "tfds")
   (tmp_path / "out").mkdir()
-  run_check(["routes", tmp_path / "tfds", tmp_path / "out"], processes, devices=2)
+  run_check(["routes", tmp_path / "tfds", tmp_path / "out", method, eval_split], processes, devices=2)
   reports = [json.loads((tmp_path / "out" / f"{p}.json").read_text()) for p in range(processes)]
+  n = 101 - 10 * (eval_split == "validation")
   for r in reports:
     assert r["processes"] == processes and r["devices"] == 2 * processes
     assert r["mesh_processes"] == sorted(r["mesh_processes"])  # the processes' parts side by side, in order
-    assert r["shard"] == 101 // processes and r["steps_per_epoch"] == 101 // 8
+    assert r["shard"] == n // processes and r["steps_per_epoch"] == n // processes // (8 // processes)
     assert r["steps_compared"] == [17, 17]
-    assert r["routes_equal"] and r["images_as_defined"] and r["labels_as_defined"]
+    assert r["labels_equal"] and r["images_as_defined"] and r["labels_as_defined"]
+    assert r["evaluated_labels_equal"]
     assert r["distinct_per_step"] == [8] * 17  # no example twice in a batch
-    assert r["stats_equal"] and r["params_equal"] and r["params_changed"]
-
+    assert r["stats_equal"] and r["params_changed"]
+    if method == "standardize":
+      assert r["images_max_diff"] == r["evaluated_max_diff"] == r["params_max_diff"] == 0
+    else:
+      assert r["fit_same_on_every_process"]
+      assert r["fit_max_diff"] <= np.finfo(np.float32).eps * r["fit_max"]
+      assert r["images_max_diff"] <= 1e-4 and r["evaluated_max_diff"] <= 1e-4 and r["params_max_diff"] <= 1e-6
 
 def prepared(data_dir: Path, name: str, config, n: int = 101) -> dict:
   """Genuine array_record files of `name` with n training examples (and 10 extra for svhn_cropped), and the
