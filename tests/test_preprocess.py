@@ -1,4 +1,5 @@
-"""GCN, ZCA and LCN against independent numpy transcriptions of pylearn2's formulas, and the ZCA cache."""
+"""GCN, ZCA and LCN against independent numpy transcriptions of pylearn2's formulas, fits added up from the
+processes' shares of the training set (the streamed route), and the ZCA cache."""
 
 import json
 from pathlib import Path
