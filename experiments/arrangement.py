@@ -136,11 +136,16 @@ def decide(summaries: dict) -> Verdict:
             f"point, test (train: rotation pair / control): {every}. Pair statistics between the rotation pair: "
             f"{fmt(b['pair_shortcut_rotation_pair'], digits=3)} ({'' if shortcut_at_chance else 'not '}shown "
             f"within {CHANCE} +- {MARGIN}).")
+  # The points the verdict rests on: the blind and the covering field. The fields between, and the other heads,
+  # are reported as measured (the control, read at every GAP field, is a check on the data, right at each).
+  keys = lambda points: [key for key, s in summaries.items() if any(s is p for p in points)]
   if at_chance and shortcut_at_chance and control_seen and a["rotation_pair"]["lo"] > NEAR_PERFECT_LO:
-    return Verdict("supported", reason, effect)
+    return Verdict("supported", reason, effect, rests_on=keys([b, a]))
   never = all(p["rotation_pair"]["hi"] < NEVER_HI for p in covering)
-  if b["rotation_pair"]["lo"] > ABOVE_CHANCE_LO or (control_seen and never):
-    return Verdict("refuted", reason, effect)
+  if b["rotation_pair"]["lo"] > ABOVE_CHANCE_LO:
+    return Verdict("refuted", reason, effect, rests_on=keys([b]))
+  if control_seen and never:
+    return Verdict("refuted", reason, effect, rests_on=keys(covering))
   return Verdict("inconclusive", reason, effect)
 
 

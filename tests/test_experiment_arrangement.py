@@ -81,6 +81,17 @@ def test_controls_come_out_as_planted_and_a_pair_shortcut_leaves_it_open():
   assert experiment.decide(leaky).verdict == "inconclusive"
 
 
+def test_a_supported_verdict_rests_on_the_blind_and_the_covering_field():
+  """The GAP fields between, and the other heads, are descriptive: runs still learning there decide nothing."""
+  from experiments import arrangement as experiment
+  planted = experiment.controls()[0].summaries
+  verdict = experiment.decide(planted)
+  gap = sorted((k for k, p in planted.items() if p["params"]["head"] == "gap"),
+               key=lambda k: planted[k]["params"]["receptive_field"])
+  blind = [k for k in gap if planted[k]["params"]["receptive_field"] <= experiment.BLIND][-1]
+  assert verdict.verdict == "supported" and verdict.rests_on == [blind, gap[-1]]
+
+
 def test_the_sweep_reads_its_fields_from_the_data_and_never_grids():
   from experiments import arrangement as experiment
   from gap_jax.models.rfnet import gridded, receptive_field
