@@ -134,7 +134,8 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 # Fields that change how fast a run computes or how it reports progress, not what it computes: a workdir's
 # run may go on under another value (or without the field, from before it existed). data_route: both routes
-# give the same batches (tests/test_data_routes.py), so a run may move from memory to streaming and back.
+# give the same batches (bit for bit, or to float32 rounding under gcn_zca: tests/test_data_routes.py), so a run
+# may move from memory to streaming and back.
 SPEED_ONLY_FIELDS = ("cpu_kernels", "progress_every_s", "profile_steps", "data_route")
 
 
