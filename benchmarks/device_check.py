@@ -6,7 +6,9 @@
    (benchmarks/train_step.py --parts peak,nin,pipeline --variants train,bf16 --no-torch);
 2. train: train_and_evaluate on CIFAR-shaped generated data (32x32x3 synthetic motifs, NiN CIFAR-10
    definition), float32 and bfloat16, which must learn (test accuracy well above chance);
-3. flagship: the why_gap_works quick report (every claim's experiment), its verdicts and time.
+3. seeds: the experiments' models trained 3 seeds together under jax.vmap against one after another
+   (benchmarks/seeds_vmap.py): on CPU vmap is slower; this says which way is faster on the accelerator;
+4. flagship: the why_gap_works quick report (every claim's experiment), its verdicts and time.
 Everything goes into one JSON file, written after each part, so a part that fails or runs out of time leaves
 the earlier ones. Each part's failure is recorded, not raised, and the exit status is 1 if any failed.
 """
@@ -55,6 +57,15 @@ def train(quick: bool, scratch: Path) -> dict:
   return runs
 
 
+def seeds(quick: bool, scratch: Path) -> dict:
+  out = scratch / "seeds.json"
+  setups, steps, rounds = ("rfnet_shapes", "1", "2") if quick else ("rfnet_shapes,rfnet_arrangement,nin_mnist_shapes",
+                                                                     "5", "5")
+  subprocess.run([sys.executable, str(ROOT / "benchmarks" / "seeds_vmap.py"), "--setups", setups, "--steps", steps,
+                  "--rounds", rounds, "--json", str(out)], check=True, cwd=ROOT)
+  return json.loads(out.read_text())
+
+
 def flagship(quick: bool, scratch: Path) -> dict:
   from experiments import why_gap_works
   t0 = time.time()
@@ -63,7 +74,7 @@ def flagship(quick: bool, scratch: Path) -> dict:
       claim["experiment"]: claim["verdict"]["verdict"] for claim in results["claims"]}}
 
 
-PARTS = {"bench": bench, "train": train, "flagship": flagship}
+PARTS = {"bench": bench, "train": train, "seeds": seeds, "flagship": flagship}
 
 
 def main(argv=None) -> int:

@@ -4,10 +4,13 @@ one after another (what the experiment framework does). Same images for both; ea
 initialization, data order, augmentation and dropout.
 
 Run: ./launch.sh bench-seeds [--seeds 3] [--steps 3] [--rounds 5] [--setups rfnet_shapes,nin_mnist_shapes,...]
-Prints images/s per seed-step for each way and the ratio vmap / sequential, for the experiments' models.
+  [--json FILE]
+Prints images/s per seed-step for each way and the ratio vmap / sequential, for the experiments' models (and
+writes them to FILE: benchmarks/device_check.py's "seeds" part, the accelerator's answer to which way is faster).
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -86,18 +89,20 @@ def contestants(name: str, seeds: int, steps: int):
                      "vmap": timing.timed(vmapped, steps, images_per_round, jax.block_until_ready)}
 
 
-def main():
+def main(argv=None) -> dict:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--seeds", type=int, default=3)
   p.add_argument("--steps", type=int, default=3)
   p.add_argument("--rounds", type=int, default=5)
   p.add_argument("--setups", default=",".join(SETUPS), help=f"comma-separated, of {list(SETUPS)}")
-  args = p.parse_args()
+  p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+  args = p.parse_args(argv)
   unknown = [s for s in args.setups.split(",") if s not in SETUPS]
   if unknown:
     p.error(f"unknown setup {unknown}: choose from {list(SETUPS)}")
   print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; jax {jax.__version__}; "
         f"{jax.devices()[0].device_kind}; {args.seeds} seeds; {time.strftime('%Y-%m-%d %H:%M')}")
+  figures = {"device_kind": jax.devices()[0].device_kind, "seeds": args.seeds, "setups": {}}
   for name in args.setups.split(","):
     compile_s, runs = contestants(name, args.seeds, args.steps)
     samples = timing.interleave(runs, args.rounds)
@@ -107,7 +112,13 @@ def main():
           f"vmap/sequential {r[0]:.2f}x [{r[1]:.2f}-{r[2]:.2f}]  (vmap compile {compile_s:.1f}s; spread "
           f"{100 * timing.spread(samples['sequential']):.0f}% / {100 * timing.spread(samples['vmap']):.0f}%)",
           flush=True)
+    figures["setups"][name] = {"sequential_images_per_s": ips["sequential"], "vmap_images_per_s": ips["vmap"],
+                               "vmap_over_sequential": list(r), "vmap_compile_s": compile_s}
   print(f"load average at the end {os.getloadavg()[0]:.1f}")
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(figures, f, indent=2)
+  return figures
 
 
 if __name__ == "__main__":

@@ -39,3 +39,14 @@ def test_an_unknown_part_is_refused(tmp_path):
   with pytest.raises(SystemExit) as e:
     device_check.main(["--out", str(tmp_path / "x.json"), "--parts", "bench,nonsense"])
   assert e.value.code == 2
+
+
+@pytest.mark.slow
+def test_the_seeds_part_times_both_ways_and_writes_its_figures(tmp_path):
+  """benchmarks/seeds_vmap.py through the check's own part, quick: both ways timed on RFNet, their ratio."""
+  figures = device_check.seeds(True, tmp_path)
+  run = figures["setups"]["rfnet_shapes"]
+  assert figures["seeds"] == 3 and run["sequential_images_per_s"] > 0 and run["vmap_images_per_s"] > 0
+  ratio, lo, hi = run["vmap_over_sequential"]
+  assert lo <= ratio <= hi
+  assert ratio == pytest.approx(run["vmap_images_per_s"] / run["sequential_images_per_s"], rel=0.5)
