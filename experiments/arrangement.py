@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 
 from experiments import shortcuts
-from experiments.convergence import Convergence
+from experiments.convergence import ACCURACY_CONVERGENCE
 from experiments.framework import Control, Experiment, Point, Verdict, short_run, summarize_point
 from experiments.stats import balanced_accuracy, equivalent, fmt
 from gap_jax.data import arrangement
@@ -227,4 +227,4 @@ EXPERIMENT = Experiment(
                   f"negatives) come out as expected first; runs below {TRAIN_ACCURACY_FLOOR} train accuracy are "
                   "left out.",
     sweep=sweep, measure=measure, decide=decide, figures=figures, controls=controls,
-    train_accuracy_floor=TRAIN_ACCURACY_FLOOR, convergence=Convergence())
+    train_accuracy_floor=TRAIN_ACCURACY_FLOOR, convergence=ACCURACY_CONVERGENCE)

@@ -25,7 +25,7 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from experiments.convergence import Convergence
+from experiments.convergence import ACCURACY_CONVERGENCE
 from experiments.framework import Control, Experiment, Point, Verdict, short_run, summarize_point
 from experiments.stats import fmt, paired_difference, summarize
 from gap_jax.errors import UserError
@@ -184,7 +184,7 @@ EXPERIMENT = Experiment(
                   "FC + dropout and the test accuracies are reported beside it, not ruled on. Planted controls "
                   "(a positive and a negative) must come out supported and refuted first.",
     sweep=sweep_for(), measure=measure, decide=decide, figures=figures, controls=controls,
-    convergence=Convergence())
+    convergence=ACCURACY_CONVERGENCE)
 
 
 def experiment(dataset: str = "fashion_mnist", sizes: tuple[int, ...] | None = None) -> Experiment:

@@ -16,7 +16,7 @@ border to beyond it, with each padding; GAP head, classify-then-pool, no final R
 import ml_collections
 import numpy as np
 
-from experiments.convergence import Convergence
+from experiments.convergence import ACCURACY_CONVERGENCE
 from experiments.framework import Control, Experiment, Point, Verdict, short_run, summarize_point
 from experiments.stats import equivalent, fmt, paired_difference
 from gap_jax.analysis.class_maps import class_maps
@@ -169,4 +169,4 @@ EXPERIMENT = Experiment(
                   f"interval lies above {CHANCE + MARGIN}, or zeros is at chance at every field. Otherwise "
                   f"inconclusive. Planted controls (a positive and two negatives) must come out supported and "
                   f"refuted first. No train-accuracy floor: circular padding cannot fit this data, by design.",
-    sweep=sweep, measure=measure, decide=decide, figures=figures, controls=controls, convergence=Convergence())
+    sweep=sweep, measure=measure, decide=decide, figures=figures, controls=controls, convergence=ACCURACY_CONVERGENCE)

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from experiments import framework
-from experiments.convergence import Convergence, trend
+from experiments.convergence import ACCURACY_CONVERGENCE, Convergence, trend
 from experiments.framework import Experiment, Point, Verdict
 from gap_jax.configs import default
 
@@ -73,6 +73,22 @@ def test_criterion():
   assert not c.converged({"train_accuracy": 0.8, "loss_drop": 0.2, "accuracy_rise": 0.0})  # loss still falling
   # near chance the loss hardly moves while the accuracy climbs (position's zeros padding at a 7 px field)
   assert not c.converged({"train_accuracy": 0.66, "loss_drop": 0.006, "accuracy_rise": 0.1})
+
+
+def test_accuracy_only_criterion_for_experiments_that_measure_accuracies(tmp_path):
+  """Shaped like counterexample's 1 px GAP runs: accuracy at the 2/3 ceiling from a fifth of the run on, while the
+  loss keeps falling (uniform vs the rest grows its margins; corners vs edges cannot leave chance)."""
+  steps = 30
+  lr = [0.5 * (1 + math.cos(math.pi * (i + 1) / steps)) for i in range(steps)]
+  losses = [1.1 - 0.5 * i / steps for i in range(steps)]
+  accuracies = [0.33 if i < steps // 5 else 0.667 + 0.005 * (-1) ** i for i in range(steps)]
+  write_losses(tmp_path / "m.jsonl", losses, accuracies=accuracies, learning_rates=lr)
+  t = trend(tmp_path / "m.jsonl", 0.2)
+  assert t["loss_drop"] > 0.05 and abs(t["accuracy_rise"]) < 0.02
+  assert ACCURACY_CONVERGENCE.converged({"train_accuracy": 0.67, **t})
+  assert not Convergence().converged({"train_accuracy": 0.67, **t})  # the loss arm: margins still growing
+  assert not ACCURACY_CONVERGENCE.converged({"train_accuracy": 0.66, "loss_drop": 0.01, "accuracy_rise": 0.1})
+  assert "loss" not in ACCURACY_CONVERGENCE.describe() and "loss" in Convergence().describe()
 
 
 def fake_run(tmp_path, monkeypatch, losses_by_point, rests_on=None):

@@ -147,6 +147,16 @@ def test_controls_come_out_as_expected_through_decide():
   assert all(c["passed"] for c in checked), checked
 
 
+def test_a_supported_verdict_rests_on_gap_at_1px_and_at_the_spanning_fields():
+  """What the rule reads; the fields between and the gmp and fc heads are descriptive."""
+  points = experiment.planted_summaries(experiment.SPAN)
+  verdict = experiment.decide(points)
+  read = [k for k, p in points.items() if p["params"]["head"] == "gap" and
+          (p["params"]["receptive_field"] == 1 or p["params"]["receptive_field"] >= experiment.SPAN)]
+  assert verdict.verdict == "supported" and sorted(verdict.rests_on) == sorted(read)
+  assert all(points[k]["params"]["head"] == "gap" for k in verdict.rests_on) and len(read) < len(points)
+
+
 def test_decide_needs_both_ends_of_the_sweep():
   points = experiment.planted_summaries(experiment.SPAN)
   small_only = {k: p for k, p in points.items() if p["params"]["receptive_field"] < experiment.SPAN}
