@@ -24,7 +24,7 @@ import numpy as np
 
 from experiments import shortcuts
 from experiments.convergence import ACCURACY_CONVERGENCE
-from experiments.framework import Control, Experiment, Point, Verdict, short_run, summarize_point
+from experiments.framework import Control, Experiment, Point, Verdict, point_keys, short_run, summarize_point
 from experiments.stats import balanced_accuracy, equivalent, fmt
 from gap_jax.data import arrangement
 from gap_jax.data.arrangement import CONTROL, ROTATION_PAIR
@@ -138,7 +138,7 @@ def decide(summaries: dict) -> Verdict:
             f"within {CHANCE} +- {MARGIN}).")
   # The points the verdict rests on: the blind and the covering field. The fields between, and the other heads,
   # are reported as measured (the control, read at every GAP field, is a check on the data, right at each).
-  keys = lambda points: [key for key, s in summaries.items() if any(s is p for p in points)]
+  keys = functools.partial(point_keys, summaries)
   if at_chance and shortcut_at_chance and control_seen and a["rotation_pair"]["lo"] > NEAR_PERFECT_LO:
     return Verdict("supported", reason, effect, rests_on=keys([b, a]))
   never = all(p["rotation_pair"]["hi"] < NEVER_HI for p in covering)

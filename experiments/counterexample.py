@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from experiments.convergence import ACCURACY_CONVERGENCE
-from experiments.framework import Control, Experiment, Point, Verdict, short_run, summarize_point
+from experiments.framework import Control, Experiment, Point, Verdict, point_keys, short_run, summarize_point
 from experiments.stats import balanced_accuracy, equivalent, fmt
 from gap_jax.configs import default
 from gap_jax.analysis.class_maps import class_maps
@@ -147,7 +147,7 @@ def decide(summaries: dict) -> Verdict:
                          p["corners_vs_edges"]["lo"] >= NEAR_PERFECT_LO for p in spanning)
   # The points the verdict rests on, as the rule reads them: GAP at 1 px and at the spanning fields (the fields
   # between, and the other heads, are reported as measured).
-  keys = lambda points: [key for key, s in summaries.items() if any(s is p for p in points)]
+  keys = functools.partial(point_keys, summaries)
   if at_chance and px["uniform_vs_rest"]["mean"] >= UNIFORM_SEPARATED and spanning_perfect:
     return Verdict("supported", reason, effect, rests_on=keys([px, *spanning]))
   if px["corners_vs_edges"]["lo"] > SEPARABLE_LO:

@@ -64,6 +64,12 @@ class Verdict:
   rests_on: list[str] | None = None
 
 
+def point_keys(summaries: dict, points: list[dict]) -> list[str]:
+  """The keys of `points` (summaries that decide picked out of `summaries`), in the summaries' order: what a
+  Verdict's rests_on names."""
+  return [key for key, s in summaries.items() if any(s is p for p in points)]
+
+
 @dataclasses.dataclass
 class Control:
   name: str  # e.g. "positive: planted maps where every absent map lies below the present one"

@@ -13,11 +13,13 @@ Undilated RFNet (no gridding) at several depths turns the field from well inside
 border to beyond it, with each padding; GAP head, classify-then-pool, no final ReLU.
 """
 
+import functools
+
 import ml_collections
 import numpy as np
 
 from experiments.convergence import ACCURACY_CONVERGENCE
-from experiments.framework import Control, Experiment, Point, Verdict, short_run, summarize_point
+from experiments.framework import Control, Experiment, Point, Verdict, point_keys, short_run, summarize_point
 from experiments.stats import equivalent, fmt, paired_difference
 from gap_jax.analysis.class_maps import class_maps
 from gap_jax.data import position
@@ -106,9 +108,7 @@ def decide(summaries: dict) -> Verdict:
   if "shift_logit_change" in circular[-1]:
     reason += (f" Position logit change under the half-image roll: circular "
                f"{circular[-1]['shift_logit_change']['mean']:.2g}, zeros {large['shift_logit_change']['mean']:.2g}.")
-  def keys(points):  # the points a verdict rests on: the intermediate zeros and valid fields are descriptive
-    return [key for key, s in summaries.items() if any(s is p for p in points)]
-
+  keys = functools.partial(point_keys, summaries)  # the intermediate zeros and valid fields are descriptive
   if all(at_chance) and large["test_accuracy"]["lo"] > WELL_ABOVE:
     return Verdict("supported", reason, effect, rests_on=keys([*circular, large]))
   if circular_above or zeros_at_chance:
