@@ -71,13 +71,14 @@ def contestants(name: str, seeds: int, steps: int):
 
   # Together: the seeds' states stacked on a leading axis and one jitted vmap of the same step (its
   # unjitted function: compiler options may only sit on the outermost jit).
-  together = jax.jit(jax.vmap(step.__wrapped__, in_axes=(0, None, None, 0, 0)), donate_argnums=0,
+  # The data's (mean, std) that step binds (steps.Bound) are shared by every seed.
+  together = jax.jit(jax.vmap(step.jitted.__wrapped__, in_axes=(0, None, None, 0, 0, None, None)), donate_argnums=0,
                      compiler_options=compiler_options(parallel.make_mesh()))
   stacked = [jax.tree.map(lambda *xs: jnp.stack(xs), *states)]
   order_S, key_S = jnp.stack(orders), jnp.stack(keys)
 
   def vmapped():
-    stacked[0], _ = together(stacked[0], images, labels, order_S, key_S)
+    stacked[0], _ = together(stacked[0], images, labels, order_S, key_S, *step.bound)
     return stacked[0].params
 
   t = time.perf_counter()

@@ -170,9 +170,10 @@ class Ours:
     self.model, self.state = run.model, run.initial_state()
     _, order_key, step_key = run_keys(config.seed)
     train_x, train_y, _, _ = run.on_device()
-    self.args = [train_x, train_y, run.epoch_order(order_key, 0), step_key]
+    # The step's own arguments and the data's (mean, std) that run.train_step binds (steps.Bound).
+    self.args = [train_x, train_y, run.epoch_order(order_key, 0), step_key, *run.train_step.bound]
     t = time.perf_counter()
-    lowered = run.train_step.lower(self.state, *self.args)
+    lowered = run.train_step.jitted.lower(self.state, *self.args)
     self.compiled = lowered.compile(compiler_options=options or None)
     self.compile_s = time.perf_counter() - t
     cost = self.compiled.cost_analysis()

@@ -13,7 +13,9 @@ routes (in device memory, streamed: gap_jax/data/stream.py) use this one order, 
 batches.
 """
 
-from typing import Any
+import dataclasses
+import threading
+from typing import Any, Callable
 
 import flax
 import jax
@@ -44,6 +46,44 @@ def jit(fn, mesh, cpu_kernels: str, **jit_args):
   with the CPU's compiler options where the mesh is on the CPU."""
   return jax.jit(traced_with(cpu.kernels_for(cpu_kernels), fn), compiler_options=cpu.compiler_options(mesh),
                  **jit_args)
+
+
+@dataclasses.dataclass(frozen=True)
+class Bound:
+  """A jitted program with its last arguments bound: the training set's normalisation (mean, std), passed as
+  arguments rather than closed over as constants, so that every run on data of the same shapes (another seed's
+  draw of a generated dataset, another subset) reuses the traced and compiled program. Called and lowered with
+  the other arguments, as the program itself is."""
+  jitted: Callable
+  bound: tuple
+
+  def __call__(self, *args):
+    return self.jitted(*args, *self.bound)
+
+  def lower(self, *args):
+    return self.jitted.lower(*args, *self.bound)
+
+
+class Programs:
+  """The jitted programs built last in this process, by a key that says what they compute: set-ups or analyses
+  that compute the same thing on other values (another seed, its untrained baseline) take the programs already
+  traced and compiled instead of tracing and compiling their own (seconds each on a CPU). Thread-safe."""
+
+  def __init__(self, kept: int):
+    self.kept, self._programs, self._lock = kept, {}, threading.Lock()
+
+  def get(self, key, build: Callable):
+    with self._lock:
+      programs = self._programs.pop(key, None)
+      if programs is None:
+        programs = build()  # jax.jit objects: tracing and compiling wait for their first call
+      self._programs[key] = programs  # the most recently used last
+      while len(self._programs) > self.kept:
+        self._programs.pop(next(iter(self._programs)))
+      return programs
+
+  def __len__(self):
+    return len(self._programs)
 
 
 def cross_entropy(logits, labels):
@@ -88,16 +128,16 @@ def make_gather(batch_size: int, steps_per_epoch: int, mesh):
                        out_specs=(P("data"), P("data")))
 
 
-def _make_update(model, tx, config, mean, std):
-  """update(state, images, labels, step_key): one SGD step on a global batch of uint8 images (or float
-  images already preprocessed: by the in-memory route before training, by the streamed route batch by
-  batch), normalised and augmented here, on device."""
+def _make_update(model, tx, config):
+  """update(state, images, labels, step_key, mean, std): one SGD step on a global batch of uint8 images (or
+  float images already preprocessed: by the in-memory route before training, by the streamed route batch by
+  batch), normalised by the training set's (mean, std) and augmented here, on device."""
 
   def loss_fn(params, x, y, dropout_key):
     logits, _ = model.apply({"params": params}, x, train=True, rngs={"dropout": dropout_key})
     return cross_entropy(logits, y).mean(), logits
 
-  def update(state, images, y, step_key):
+  def update(state, images, y, step_key, mean, std):
     aug_key, dropout_key = jax.random.split(jax.random.fold_in(step_key, state.step))
     x = augment(aug_key, normalize(images, mean, std), config.crop_padding, config.flip)
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, x, y, dropout_key)
@@ -111,29 +151,29 @@ def _make_update(model, tx, config, mean, std):
   return update
 
 
-def make_train_step(model, tx, config, mean, std, steps_per_epoch: int, mesh):
-  """The in-memory route's step: (state, images, labels, order, step_key) -> (state, metrics), gathering
-  the step's batch on device from the shards parallel.per_device laid out."""
+def make_train_step(model, tx, config, steps_per_epoch: int, mesh):
+  """The in-memory route's step: (state, images, labels, order, step_key, mean, std) -> (state, metrics),
+  gathering the step's batch on device from the shards parallel.per_device laid out."""
   gather = make_gather(config.batch_size, steps_per_epoch, mesh)
-  update = _make_update(model, tx, config, mean, std)
+  update = _make_update(model, tx, config)
 
-  def step(state, images, labels, order, step_key):
-    return update(state, *gather(images, labels, order, state.step), step_key)
+  def step(state, images, labels, order, step_key, mean, std):
+    return update(state, *gather(images, labels, order, state.step), step_key, mean, std)
 
   return jit(step, mesh, config.cpu_kernels, donate_argnums=0, out_shardings=replicated(mesh))
 
 
-def make_batch_step(model, tx, config, mean, std, mesh):
-  """The streamed route's step: (state, images, labels, step_key) -> (state, metrics) on a global batch
-  that the host assembled (parallel.global_batch) and the devices preprocessed (stream.on_device)."""
-  return jit(_make_update(model, tx, config, mean, std), mesh, config.cpu_kernels, donate_argnums=0,
+def make_batch_step(model, tx, config, mesh):
+  """The streamed route's step: (state, images, labels, step_key, mean, std) -> (state, metrics) on a global
+  batch that the host assembled (parallel.global_batch) and the devices preprocessed (stream.on_device)."""
+  return jit(_make_update(model, tx, config), mesh, config.cpu_kernels, donate_argnums=0,
              out_shardings=replicated(mesh))
 
 
-def make_evaluate(model, mean, std, eval_batch: int, mesh, cpu_kernels: str = "auto"):
-  """evaluate(params, images, labels, n) -> mean loss and accuracy over the first n examples."""
+def make_evaluate(model, eval_batch: int, mesh, cpu_kernels: str = "auto"):
+  """evaluate(params, images, labels, n, mean, std) -> mean loss and accuracy over the first n examples."""
 
-  def evaluate(params, images, labels, n: int):
+  def evaluate(params, images, labels, n: int, mean, std):
     def one_batch(i):
       idx = i * eval_batch + jnp.arange(eval_batch)
       valid = idx < n

@@ -9,6 +9,7 @@ each batch from the training set's files (gap_jax/data/stream.py) and assembles 
 
 import dataclasses
 import itertools
+import json
 import math
 from typing import Any, Callable, Iterator
 
@@ -21,7 +22,7 @@ from gap_jax.data import Dataset, Split, load_dataset, stream
 from gap_jax.errors import UserError
 from gap_jax.models import build_model
 from gap_jax.optim import make_optimizer, make_schedule
-from gap_jax.steps import (make_batch_step, make_epoch_order, make_evaluate, make_init, make_train_step,
+from gap_jax.steps import (Bound, Programs, make_batch_step, make_epoch_order, make_evaluate, make_init, make_train_step,
                            run_keys)
 
 ROUTES = ("memory", "stream")
@@ -39,7 +40,8 @@ class TrainingSetup:
   tx: optax.GradientTransformation
   init: Callable  # key -> steps.TrainState
   # memory: (state, train_x, train_y, order, step_key); stream: (state, images, labels, step_key);
-  # -> (state, metrics). `batches` yields the arguments between the state and the key.
+  # -> (state, metrics). `batches` yields the arguments between the state and the key. Both it and evaluate are
+  # steps.Bound: the data's (mean, std) go in as arguments.
   train_step: Callable
   evaluate: Callable  # (params, images, labels, n) -> {"loss", "accuracy"} over the first n
   epoch_order: Callable  # (order_key, epoch) -> each process's order of its shard (steps.make_epoch_order)
@@ -109,18 +111,57 @@ def build_training_setup(config, data: Dataset | None = None, mesh: jax.sharding
     scored = data.train.read(np.arange(scored))
   total_steps = config.num_train_steps or math.ceil(config.num_epochs * steps_per_epoch)
   model = build_model(config, data.num_classes)
-  _check_model_fits(model, data.image_shape)
   mesh = parallel.make_mesh() if mesh is None else mesh
   schedule = make_schedule(config, total_steps, steps_per_epoch)
   tx = make_optimizer(config, schedule)
-  step = (make_batch_step(model, tx, config, data.mean, data.std, mesh) if isinstance(data.train, stream.Records)
-          else make_train_step(model, tx, config, data.mean, data.std, steps_per_epoch, mesh))
+  streamed = isinstance(data.train, stream.Records)
+  programs = PROGRAMS.get(
+      (program_key(config, data, num_examples, steps_per_epoch, total_steps, streamed), mesh),
+      lambda: _build_programs(config, model, tx, data.image_shape, mesh, num_examples, steps_per_epoch, streamed))
+  stats = tuple(parallel.replicate(np.asarray(a, np.float32), mesh) for a in (data.mean, data.std))
   return TrainingSetup(
-      config, data, mesh, model, steps_per_epoch, total_steps, schedule, tx,
-      init=make_init(model, tx, data.image_shape, mesh, config.cpu_kernels),
-      train_step=step,
-      evaluate=make_evaluate(model, data.mean, data.std, config.eval_batch_size, mesh, config.cpu_kernels),
-      epoch_order=make_epoch_order(num_examples, mesh), scored=scored)
+      config, data, mesh, model, steps_per_epoch, total_steps, schedule, tx, init=programs.init,
+      train_step=Bound(programs.train_step, stats), evaluate=Bound(programs.evaluate, stats),
+      epoch_order=programs.epoch_order, scored=scored)
+
+
+@dataclasses.dataclass(frozen=True)
+class SetupPrograms:
+  """The jitted pieces of a set-up, each traced and compiled on its first call."""
+  init: Callable
+  train_step: Callable
+  evaluate: Callable
+  epoch_order: Callable
+
+
+# By program_key and mesh: the seeds of an experiment's point, a run and its load_trained, a run and its untrained
+# baseline share one set. 16: a sweep's point spread over 8 devices, and the point before it.
+PROGRAMS = Programs(kept=16)
+
+
+def program_key(config, data: Dataset, num_examples: int, steps_per_epoch: int, total_steps: int,
+                streamed: bool) -> str:
+  """What the programs are a function of: the config less its seeds (the seed's keys and its draw of a generated
+  dataset are the programs' arguments), the data's shapes and the schedule's lengths. The data's values reach
+  the programs only as arguments: the images, and the normalisation (mean, std) that Bound passes."""
+  c = config.to_dict()
+  c.pop("seed", None)
+  generated = c.get(c.get("dataset"))
+  if isinstance(generated, dict):
+    generated.pop("seed", None)
+  return json.dumps([c, list(data.image_shape), data.num_classes, num_examples, steps_per_epoch, total_steps,
+                     streamed, jax.process_count()], sort_keys=True, default=str)
+
+
+def _build_programs(config, model, tx, image_shape, mesh, num_examples: int, steps_per_epoch: int,
+                    streamed: bool) -> SetupPrograms:
+  _check_model_fits(model, image_shape)
+  return SetupPrograms(
+      init=make_init(model, tx, image_shape, mesh, config.cpu_kernels),
+      train_step=(make_batch_step(model, tx, config, mesh) if streamed
+                  else make_train_step(model, tx, config, steps_per_epoch, mesh)),
+      evaluate=make_evaluate(model, config.eval_batch_size, mesh, config.cpu_kernels),
+      epoch_order=make_epoch_order(num_examples, mesh))
 
 
 def _check_model_fits(model, image_shape) -> None:

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gap_jax.analysis import class_maps as cm
 from gap_jax.analysis.class_maps import check_has_maps, class_maps, upsample
 from gap_jax.data.augment import normalize
 from gap_jax.errors import UserError
@@ -57,3 +58,17 @@ def test_a_model_without_class_maps_is_a_clear_error():
   trained = fake_trained("pool_then_classify", head="fc")
   with pytest.raises(UserError, match="makes no class maps"):
     check_has_maps(trained.model, (12, 12, 1))
+
+
+def test_an_equal_model_with_other_normalisation_reuses_the_program_and_gets_its_own_maps(monkeypatch):
+  """The class-map program is shared by equal models (a sweep's seeds, a trained network and its untrained
+  baseline), with the data's mean and std as arguments: another normalisation gives the maps it should."""
+  first, second = fake_trained("classify_then_pool"), fake_trained("classify_then_pool")
+  second.data.mean, second.data.std = np.array([0.1], np.float32), np.array([0.6], np.float32)
+  monkeypatch.setattr(cm, "PROGRAMS", cm.Programs(kept=8))
+  class_maps(first, batch_size=16)
+  _, maps = class_maps(second, batch_size=16)
+  assert len(cm.PROGRAMS) == 1
+  x = normalize(jnp.asarray(second.data.test.images), second.data.mean, second.data.std)
+  want = jax.jit(second.model.apply)({"params": second.state.params}, x)[1]["class_maps"]
+  np.testing.assert_allclose(maps, want, rtol=1e-5, atol=1e-5)

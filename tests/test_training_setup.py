@@ -1,15 +1,21 @@
 """The one training set-up (gap_jax/training_setup.py) as the loop uses it: refusals that need no data come
 before the dataset is loaded, a config that fails validation writes nothing, and `profile_steps` traces the
-steps it names into <workdir>/profile; load_trained builds the same set-up from a workdir."""
+steps it names into <workdir>/profile; load_trained builds the same set-up from a workdir; set-ups that differ
+only in their seed share compiled programs."""
 
+import itertools
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import jax
+import ml_collections
+import numpy as np
 import pytest
 
 from gap_jax import training_setup
+from gap_jax.steps import Programs, run_keys
 from gap_jax.errors import UserError
 from gap_jax.train import train_and_evaluate
 from gap_jax.trained import load_trained
@@ -86,3 +92,32 @@ def test_load_trained_reads_a_run_from_before_the_speed_only_fields(tmp_path, ti
   config_file.write_text(json.dumps({k: v for k, v in stored.items() if k not in SPEED_ONLY_FIELDS}))
   trained = load_trained(tmp_path)
   assert trained.step == 1 and trained.config.cpu_kernels == "auto" and tuple(trained.config.profile_steps) == ()
+
+
+def _two_steps(config):
+  """A set-up of `config`, two training steps from its initial state, and the evaluation after them."""
+  run = training_setup.build_training_setup(config)
+  _, order_key, step_key = run_keys(config.seed)
+  state = run.initial_state()
+  train_x, train_y, test_x, test_y = run.on_device()
+  for args in itertools.islice(run.batches(order_key, 0, train_x, train_y), 2):
+    state, _ = run.train_step(state, *args, step_key)
+  return run, jax.device_get(state.params), jax.device_get(run.evaluate(state.params, test_x, test_y, 128))
+
+
+def test_another_seed_reuses_the_compiled_programs_and_trains_as_a_set_up_built_alone(tiny_config, monkeypatch):
+  seeded = lambda seed: ml_collections.ConfigDict({**tiny_config.to_dict(), "seed": seed,
+                                                   "synthetic": {**tiny_config.synthetic.to_dict(), "seed": seed}})
+  first, (shared, params, scores) = _two_steps(seeded(0))[0], _two_steps(seeded(1))
+  assert shared.train_step.jitted is first.train_step.jitted and shared.evaluate.jitted is first.evaluate.jitted
+  assert shared.init is first.init
+  assert not np.array_equal(shared.data.mean, first.data.mean)  # its own data, so its own normalisation
+  monkeypatch.setattr(training_setup, "PROGRAMS", Programs(kept=16))  # nothing compiled yet
+  alone, params_alone, scores_alone = _two_steps(seeded(1))
+  assert alone.train_step.jitted is not shared.train_step.jitted
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(params_alone)):
+    np.testing.assert_array_equal(a, b)
+  assert scores == scores_alone
+  other = seeded(1)
+  other.learning_rate = 0.5
+  assert training_setup.build_training_setup(other).train_step.jitted is not alone.train_step.jitted

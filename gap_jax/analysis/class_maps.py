@@ -15,6 +15,7 @@ import numpy as np
 
 from gap_jax.data.augment import normalize
 from gap_jax.errors import UserError
+from gap_jax.steps import Programs
 
 
 def upsample(maps_BHWK: jax.Array, size: tuple[int, int], method: str = "bilinear") -> jax.Array:
@@ -39,10 +40,26 @@ def check_has_maps(model, image_shape: tuple[int, int, int]) -> tuple[int, int, 
 def make_class_maps_fn(model, mean, std, batch_size: int = 256, out_size: tuple[int, int] | None = None,
                        method: str = "bilinear"):
   """fn(params, images_NHWC_uint8) -> (logits (N, K), maps (N, h, w, K) float32), batch by batch inside
-  one jit (jax.lax.map), upsampled to `out_size` when given. Recompiles per number of images."""
+  one jitted program (jax.lax.map), upsampled to `out_size` when given. Compiled once per number of images and
+  shared by every call with an equal model (a Linen module's repr lists its fields), whatever the mean and std."""
+  program = PROGRAMS.get((repr(model), batch_size, out_size, method),
+                         lambda: _class_maps_program(model, batch_size, out_size, method))
+  stats = (np.asarray(mean, np.float32), np.asarray(std, np.float32))
 
+  def fn(params, images_NHWC_uint8):
+    images = jnp.asarray(images_NHWC_uint8)
+    return program(params, images, images.shape[0], *stats)
+
+  return fn
+
+
+# The class-map programs of the models measured last: a sweep measures each seed's trained and untrained network.
+PROGRAMS = Programs(kept=8)
+
+
+def _class_maps_program(model, batch_size: int, out_size: tuple[int, int] | None, method: str):
   @functools.partial(jax.jit, static_argnums=2)
-  def run(params, images, n: int):
+  def run(params, images, n: int, mean, std):
     def one_batch(i):
       idx = jnp.minimum(i * batch_size + jnp.arange(batch_size), n - 1)
       logits, aux = model.apply({"params": params}, normalize(images[idx], mean, std), train=False)
@@ -53,11 +70,7 @@ def make_class_maps_fn(model, mean, std, batch_size: int = 256, out_size: tuple[
     logits, maps = jax.lax.map(one_batch, jnp.arange(-(-n // batch_size)))
     return logits.reshape(-1, logits.shape[-1])[:n], maps.reshape(-1, *maps.shape[2:])[:n]
 
-  def fn(params, images_NHWC_uint8):
-    images = jnp.asarray(images_NHWC_uint8)
-    return run(params, images, images.shape[0])
-
-  return fn
+  return run
 
 
 def class_maps(trained, images_NHWC_uint8: np.ndarray | None = None, *, upsampled: bool = False,
