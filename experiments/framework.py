@@ -209,11 +209,16 @@ def train_runs(exp: Experiment, runs: list[tuple[Point, int]], runs_dir: epath.P
   devices = sweep_devices.spread_devices(data_parallel_runs)
   if devices is None:
     measured = []
-    for point, seed in runs:
-      print(f"[{exp.name}] {shard}{point.key} seed {seed}", flush=True)
-      measured.append(run_point(exp, point, seed, runs_dir))
-      if measured[-1] is None:
-        break
+    # One request for the whole sweep: a SIGTERM while a run is measured (or between runs) lets that run finish
+    # its measure and starts no other, as one during training saves the checkpoint; none is lost or fatal.
+    with StopRequest() as stop:
+      for point, seed in runs:
+        if stop.requested:
+          break
+        print(f"[{exp.name}] {shard}{point.key} seed {seed}", flush=True)
+        measured.append(run_point(exp, point, seed, runs_dir, stop=stop))
+        if measured[-1] is None:
+          break
   else:
     def on_device(run, device, stop):
       print(f"[{exp.name}] {shard}{run[0].key} seed {run[1]} on {device}", flush=True)

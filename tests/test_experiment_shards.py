@@ -3,6 +3,8 @@ report appears only once every run is finished, and it is the report an unsharde
 
 import dataclasses
 import json
+import os
+import signal
 
 import pytest
 
@@ -57,3 +59,30 @@ def test_a_run_stopped_by_sigterm_stops_the_sweep_and_exits_0(tmp_path, monkeypa
   assert stop.value.code == 0 and len(started) == 1
   assert "run the same command to resume" in capsys.readouterr().err
   assert not (tmp_path / "results.json").exists()
+
+
+def test_a_sigterm_while_a_run_is_measured_lets_it_finish_and_starts_no_other(tmp_path, monkeypatch, capsys):
+  """Between trainings (a run's measure, the next run's start) SIGTERM used to meet the default handler: the
+  process died with no line and exit 143, or the signal was lost. Now the measure finishes, no run starts."""
+  from experiments.__main__ import experiment_process
+  from gap_jax.cpu import malloc
+  exp = experiments.get("gap_vs_fc")
+  small = dataclasses.replace(exp, sweep=lambda quick: tiny(exp.sweep(True)))
+  measured = []
+
+  def run_point(exp, point, seed, runs_dir, stop=None):  # a run's measure, during which the signal lands
+    os.kill(os.getpid(), signal.SIGTERM)
+    measured.append((point.key, seed))
+    return {"test_accuracy": 0.5, "train_accuracy": 1.0, "train_time_s": 1.0}
+
+  leaked = []
+  monkeypatch.setattr(framework, "run_point", run_point)
+  monkeypatch.setattr(malloc, "restart_with_settings", lambda: None)  # no re-exec inside pytest
+  previous = signal.signal(signal.SIGTERM, lambda *a: leaked.append(a))  # what the sweep's handler must keep out
+  try:
+    with pytest.raises(SystemExit) as stop, experiment_process():
+      run(small, tmp_path, quick=True, seeds=2)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  assert stop.value.code == 0 and len(measured) == 1 and not leaked
+  assert "3 of 4 runs unfinished" in capsys.readouterr().err
