@@ -15,8 +15,8 @@ def pytest_configure(config):
     config.pluginmanager.getplugin("capturemanager").suspend_global_capture(in_=True)
     malloc.restart_with_settings()
 
-# Many tests train the same tiny configs; each call builds new jitted closures, so without a persistent
-# cache every one recompiles. One cache per test session (set before anything compiles) keeps the suite
+# Many tests train the same tiny configs, in this process (training_setup.PROGRAMS shares their programs) and in
+# the subprocesses they start, which compile them again without a persistent cache. One cache per test session (set before anything compiles) keeps the suite
 # inside CI's budget on 2 cores without sharing state with the user's ~/.cache; the command-line runs that
 # tests start as subprocesses use it too (gap_jax/compilation_cache.py reads the variable).
 os.environ["GAP_JAX_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="gap_jax_test_xla_")
