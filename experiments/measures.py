@@ -44,17 +44,23 @@ def blur_fit(maps_NHW: np.ndarray, masks_NHW: np.ndarray, sigmas) -> tuple[float
   """(sigma, r2): of the masks blurred by each sigma, the one that explains the maps best, and how well:
   the mean over images of the squared correlation of map and blurred mask (0 where it is negative), which is
   the R^2 of fitting map = a * blurred mask + b with a >= 0, so neither a map's offset nor its scale counts."""
-  maps = np.asarray(maps_NHW, np.float64).reshape(len(maps_NHW), -1)
-  maps = maps - maps.mean(1, keepdims=True)
-  scores = []
-  for sigma in sigmas:
-    b = blurred(masks_NHW, sigma).reshape(len(maps), -1)
+  return blur_fits([maps_NHW], masks_NHW, sigmas)[0]
+
+
+def blur_fits(maps: list[np.ndarray], masks_NHW: np.ndarray, sigmas) -> list[tuple[float, float]]:
+  """blur_fit of each of several maps of the same images, blurring each mask once per sigma for all of them."""
+  centred = [np.asarray(m, np.float64).reshape(len(masks_NHW), -1) for m in maps]
+  centred = [m - m.mean(1, keepdims=True) for m in centred]
+  scores = np.zeros((len(maps), len(sigmas)))
+  for j, sigma in enumerate(sigmas):
+    b = blurred(masks_NHW, sigma).reshape(len(masks_NHW), -1)
     b = b - b.mean(1, keepdims=True)
-    denom = np.sqrt((maps ** 2).sum(1) * (b ** 2).sum(1))
-    r = np.where(denom > 0, (maps * b).sum(1) / np.where(denom > 0, denom, 1), 0.0)
-    scores.append(float((np.maximum(r, 0) ** 2).mean()))
-  best = int(np.argmax(scores))
-  return float(sigmas[best]), scores[best]
+    for i, m in enumerate(centred):
+      denom = np.sqrt((m ** 2).sum(1) * (b ** 2).sum(1))
+      r = np.where(denom > 0, (m * b).sum(1) / np.where(denom > 0, denom, 1), 0.0)
+      scores[i, j] = float((np.maximum(r, 0) ** 2).mean())
+  best = scores.argmax(1)
+  return [(float(sigmas[k]), float(scores[i, k])) for i, k in enumerate(best)]
 
 
 def passive_overlap(masks_NHW: np.ndarray, erf_HW: np.ndarray, centre: tuple[int, int]) -> np.ndarray:

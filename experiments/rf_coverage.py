@@ -25,7 +25,7 @@ import numpy as np
 
 from experiments.convergence import Convergence
 from experiments.framework import Control, Experiment, Point, Verdict, short_run, summarize_point
-from experiments.measures import (blur_fit, dilate, example_maps_figure, passive_overlap,
+from experiments.measures import (blur_fits, dilate, example_maps_figure, passive_overlap,
                                   present_margin_maps)
 from experiments.stats import fmt, paired_difference
 from gap_jax.analysis.class_maps import maps_fn_of
@@ -79,8 +79,8 @@ def measure(point, trained) -> dict:
 def measure_maps(margin_NHW, masks_NHW, erf_HW, unit, rf: int) -> dict:
   """The claim's quantities for margin maps of images with these object masks, under a network whose
   effective field (of the unit at `unit`) is erf_HW and whose analytic field is rf px."""
-  width, r2 = blur_fit(margin_NHW, masks_NHW, SIGMAS)
-  passive_width, _ = blur_fit(passive_overlap(masks_NHW, erf_HW, unit), masks_NHW, SIGMAS)
+  (width, r2), (passive_width, _) = blur_fits([margin_NHW, passive_overlap(masks_NHW, erf_HW, unit)], masks_NHW,
+                                              SIGMAS)
   masks = np.asarray(masks_NHW, bool)
   field = dilate(masks, rf)
   fires = np.asarray(margin_NHW) > 0  # above the average absent class: determined

@@ -4,7 +4,7 @@ truth against the data modules that make it."""
 import numpy as np
 import pytest
 
-from experiments.measures import blur_fit, blurred, dilate, margin_maps, passive_overlap, region_iou
+from experiments.measures import blur_fit, blur_fits, blurred, dilate, margin_maps, passive_overlap, region_iou
 from gap_jax.analysis.ground_truth import ground_truth, inclusive_boxes
 from gap_jax.analysis.localization import mask_boxes
 from gap_jax.configs import default
@@ -51,6 +51,8 @@ def test_blur_fit_finds_the_blur_a_map_was_made_with_whatever_its_offset_and_sca
     width, r2 = blur_fit(maps, mask, np.arange(0, 6.01, 0.5))
     assert width == sigma and r2 == pytest.approx(1.0)
   assert blur_fit(-blurred(mask, 2.0), mask, [0.0, 2.0])[1] == 0  # an inverted map resembles no blur
+  fits = blur_fits([blurred(mask, 1.5), 3 * blurred(mask, 4.0), -blurred(mask, 1.0)], mask, np.arange(0, 6.01, 0.5))
+  assert [w for w, _ in fits[:2]] == [1.5, 4.0] and fits[2][1] == 0  # several maps at once, each its own fit
 
 
 def test_passive_overlap_is_the_mask_correlated_with_the_field_about_its_unit():
