@@ -17,6 +17,7 @@ through tensorstore's gcs driver and the rest through epath.
 import contextlib
 import errno
 import sys
+import threading
 import time
 
 import jax
@@ -52,13 +53,41 @@ def is_transient(error: BaseException) -> bool:
   return False
 
 
+# Orbax keeps process-global state for its asynchronous saves (one current operation id,
+# orbax/checkpoint/_src/futures/synchronization.py), so two managers writing at once in one process (an
+# experiment's runs, one per device, in threads) break each other's writes ("Directory not empty") or wait on
+# each other forever (seen when two runs stopped by SIGTERM saved at the same step). So in a process one manager
+# at a time uses orbax: a save, restore or close first lets another manager's save in flight finish. A process
+# with one run keeps its saves asynchronous.
+_ORBAX = threading.Lock()
+_in_flight = None  # the Checkpoints whose last save may still be writing
+
+
 class Checkpoints:
   def __init__(self, directory: epath.Path, keep: int):
     directory = epath.Path(directory)
     # Orbax wants an absolute local path; `absolute()` would turn gs://b/x into <cwd>/gs:/b/x.
     self.directory = directory if is_remote(directory) else directory.absolute()
     self._keep = keep
+    self._failed = None  # its save's failure, met while another manager waited for it: raised by its next call
     self._manager = self._open()
+
+  @contextlib.contextmanager
+  def _alone(self):
+    """Holds the process's orbax lock, after any other manager's save in flight has finished."""
+    global _in_flight
+    with _ORBAX:
+      other = _in_flight
+      if other is not None and other is not self:
+        try:
+          other._manager.wait_until_finished()
+        except Exception as e:  # its own write's failure: reported by its own next save or close
+          other._failed = e
+        _in_flight = None
+      if self._failed is not None:
+        failed, self._failed = self._failed, None
+        raise failed
+      yield
 
   def _open(self):
     options = ocp.CheckpointManagerOptions(max_to_keep=self._keep, enable_async_checkpointing=True)
@@ -70,12 +99,14 @@ class Checkpoints:
     return self._manager.latest_step()
 
   def save(self, step: int, state) -> None:
-    with self._write_errors_explained():  # a failed asynchronous write surfaces at the next save
+    global _in_flight
+    with self._write_errors_explained(), self._alone():  # a failed asynchronous write surfaces at the next save
       # Orbax silently skips a save while the previous one is still being written; a slow disk must not
       # lose the checkpoint a SIGTERM asked for, so wait for it first (the write itself stays asynchronous).
       self._manager.wait_until_finished()
       if not self._manager.save(step, args=ocp.args.StandardSave(state)):
         raise RuntimeError(f"orbax declined to save step {step}")
+      _in_flight = self
 
   @contextlib.contextmanager
   def _write_errors_explained(self):
@@ -106,10 +137,11 @@ class Checkpoints:
 
   def restore(self, step: int, like):
     """The state saved at `step`, with the shapes, dtypes and shardings of `like`."""
-    self._refuse_mismatch(step, like)
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)
-    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    with self._alone():
+      self._refuse_mismatch(step, like)
+      abstract = jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)
+      return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
   def restore_latest(self, like):
     """(step, state) of the newest checkpoint that restores, or (0, like) when there is none."""
@@ -159,6 +191,12 @@ class Checkpoints:
     self._manager = self._open()
 
   def close(self) -> None:
-    with self._write_errors_explained():
-      self._manager.wait_until_finished()
-    self._manager.close()
+    global _in_flight
+    try:
+      with self._write_errors_explained(), self._alone():
+        self._manager.wait_until_finished()
+    finally:
+      with _ORBAX:
+        if _in_flight is self:
+          _in_flight = None
+        self._manager.close()

@@ -1,9 +1,11 @@
 """A checkpoint that is whole but does not fit the run's state (another tree, shape or dtype) is refused
 with one error naming the difference, and nothing is moved aside or overwritten: it is not damage. A read
-that fails transiently is retried, then reported; only damage moves a checkpoint aside."""
+that fails transiently is retried, then reported; only damage moves a checkpoint aside. Runs saving in threads
+of one process take turns with orbax."""
 
 import errno
 import json
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -114,3 +116,32 @@ def test_damage_is_told_from_a_transient_error():
   assert not checkpoint.is_transient(OSError(errno.ENOENT, "No such file"))  # a file that is gone: damage
   assert not checkpoint.is_transient(ValueError("DATA_LOSS: Error reading: unexpected end of file"))
   assert not checkpoint.is_transient(ValueError("not a valid msgpack file"))
+
+
+def test_runs_in_threads_saving_at_the_same_steps_all_finish_with_their_own_checkpoints(tmp_path):
+  """One run per device trains in threads of one process: orbax's process-global save state made two managers
+  saving at once fail ("Directory not empty") or hang; saves now take turns, and each run keeps its own."""
+  barrier, errors = threading.Barrier(2), []
+
+  def run(i):
+    try:
+      checkpoints = Checkpoints(tmp_path / f"run{i}", 3)
+      for step in range(1, 9):
+        barrier.wait()  # both save the same step at the same moment
+        checkpoints.save(step, {"w": jnp.full(1000, 10.0 * i + step)})
+      checkpoints.close()
+    except Exception as e:
+      errors.append(e)
+
+  threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(2)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join(120)
+  assert not any(t.is_alive() for t in threads) and not errors, errors
+  for i in range(2):
+    checkpoints = Checkpoints(tmp_path / f"run{i}", 3)
+    assert checkpoints.latest_step() == 8
+    restored = checkpoints.restore(8, {"w": jnp.zeros(1000)})
+    checkpoints.close()
+    assert float(restored["w"][0]) == 10.0 * i + 8
