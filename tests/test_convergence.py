@@ -94,7 +94,7 @@ def test_accuracy_only_criterion_for_experiments_that_measure_accuracies(tmp_pat
 def fake_run(tmp_path, monkeypatch, losses_by_point, rests_on=None):
   """framework.run on points whose 'training' writes the given losses; decide always says supported (resting on
   `rests_on`, default every point)."""
-  def run_point(exp, point, seed, runs_dir):
+  def run_point(exp, point, seed, runs_dir, stop=None):
     write_losses(runs_dir / point.key / f"seed{seed}" / "metrics.jsonl", losses_by_point[point.key])
     return {"test_accuracy": 0.6, "train_accuracy": 0.6, "train_time_s": 1.0, "score": 1.0 + seed}
   monkeypatch.setattr(framework, "run_point", run_point)
