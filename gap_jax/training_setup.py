@@ -22,8 +22,8 @@ from gap_jax.data import Dataset, Split, load_dataset, stream
 from gap_jax.errors import UserError
 from gap_jax.models import build_model
 from gap_jax.optim import make_optimizer, make_schedule
-from gap_jax.steps import (Bound, Programs, make_batch_step, make_epoch_order, make_evaluate, make_init, make_train_step,
-                           run_keys)
+from gap_jax.steps import (Bound, Programs, make_batch_step, make_epoch_order, make_evaluate, make_init,
+                           make_train_step, run_keys)
 
 ROUTES = ("memory", "stream")
 
