@@ -137,7 +137,7 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
     bar.write(f"{label}: {line}" if label else line)
     sys.stdout.flush()
 
-  pending, done, tested = [], start, {}  # tested: the evaluated split's scores, by step
+  pending, done, final_test = [], start, None  # final_test: the evaluated split's scores at the last step
   t_log, step_log = time.time(), start
   t_run = t_progress = t_log
   trace_first, trace_count = config.profile_steps or (0, 0)  # steps counted from 1, as in the logs
@@ -171,7 +171,8 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
             say(_progress_line(done, start, total_steps, now - t_run, summary))
           pending, t_log, step_log = [], now, done
         if evaluate_now:
-          tested[done] = test = jax.device_get(run.evaluate(state.params, test_x, test_y, len(data.test)))
+          test = jax.device_get(run.evaluate(state.params, test_x, test_y, len(data.test)))
+          final_test = test if done == total_steps else None
           writer.write(done, {f"test/{k}": v for k, v in test.items()})
           say(f"step {done}/{total_steps} (epoch {done / steps_per_epoch:.2f}): "
               f"test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}")
@@ -199,10 +200,9 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
   n_train = len(run.scored)
   final = {f"train_{k}": float(v) for k, v in
            jax.device_get(run.evaluate(state.params, scored_x, scored_y, n_train)).items()}
-  test = tested.get(total_steps)  # evaluated at the last step already, unless the run resumed there
-  if test is None:
-    test = jax.device_get(run.evaluate(state.params, test_x, test_y, len(data.test)))
-  final.update({f"test_{k}": float(v) for k, v in test.items()})
+  if final_test is None:  # evaluated at the last step already, unless the run resumed there
+    final_test = jax.device_get(run.evaluate(state.params, test_x, test_y, len(data.test)))
+  final.update({f"test_{k}": float(v) for k, v in final_test.items()})
   results = {"final": final, "steps": total_steps, "epochs": total_steps / steps_per_epoch,
              "train_examples_scored": n_train, "seed": config.seed, "evaluated_split": data.eval_split,
              "wall_time_s": time.time() - t_start, "resumed_from_step": start,
