@@ -24,14 +24,18 @@ FULL_SEEDS, QUICK_SEEDS = 10, 3
 def experiment_process():
   """What every experiment command does around its work: glibc's malloc set for XLA (one restart), the
   persistent compilation cache, a refusal as one line with exit status 2, and a sweep stopped by SIGTERM as one
-  line with exit status 0 (its checkpoint is saved: a scheduler requeues the same command)."""
+  line with exit status 0 (its checkpoint is saved: a scheduler requeues the same command). One StopRequest
+  holds SIGTERM for the whole command: one that lands between trainings (a measure, a report, between the
+  flagship's experiments) lets that work finish, and nothing new starts."""
   from experiments.framework import SweepStopped
   from gap_jax import compilation_cache
   from gap_jax.cpu import malloc
+  from gap_jax.preemption import StopRequest
   malloc.restart_with_settings()
   compilation_cache.enable()
   try:
-    yield
+    with StopRequest():
+      yield
   except (UserError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

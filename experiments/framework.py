@@ -34,7 +34,7 @@ from experiments.convergence import Convergence, trend
 from gap_jax.configs import default
 from gap_jax.data import load_dataset
 from gap_jax.errors import UserError
-from gap_jax.preemption import StopRequest
+from gap_jax.preemption import StopRequest, stop_request
 from gap_jax.train import hardware, train_and_evaluate
 from gap_jax.trained import initial, load_trained
 from gap_jax.workdir import stored_config_differences
@@ -209,9 +209,9 @@ def train_runs(exp: Experiment, runs: list[tuple[Point, int]], runs_dir: epath.P
   devices = sweep_devices.spread_devices(data_parallel_runs)
   if devices is None:
     measured = []
-    # One request for the whole sweep: a SIGTERM while a run is measured (or between runs) lets that run finish
-    # its measure and starts no other, as one during training saves the checkpoint; none is lost or fatal.
-    with StopRequest() as stop:
+    # One request for the whole sweep (the command's): a SIGTERM while a run is measured (or between runs) lets
+    # that run finish its measure and starts no other, as one during training saves the checkpoint.
+    with stop_request() as stop:
       for point, seed in runs:
         if stop.requested:
           break

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import jax
 
 from gap_jax import parallel
-from gap_jax.preemption import StopRequest
+from gap_jax.preemption import stop_request
 
 
 def spread_devices(data_parallel_runs: bool = False) -> list | None:
@@ -49,7 +49,7 @@ def map_on_devices(fn: Callable, items: Sequence, devices: Sequence) -> list:
           errors[i] = e
           stop.request(f"stopped because another run failed ({type(e).__name__})")
 
-  with StopRequest() as stop:  # entered here, in the main thread, where the SIGTERM handler must live
+  with stop_request() as stop:  # entered here, in the main thread, where the SIGTERM handler must live
     threads = [threading.Thread(target=work, args=(d,), name=f"runs on {d}") for d in devices]
     for t in threads:
       t.start()

@@ -15,6 +15,7 @@ from pathlib import Path
 import experiments
 from experiments import framework
 from experiments.verdicts import machine
+from gap_jax.preemption import stop_request
 from gap_jax.train import hardware
 
 NAME = "why_gap_works"
@@ -66,16 +67,20 @@ def run(out_dir: Path = Path("results") / NAME, seeds: int = 3, components_dir: 
   out_dir.mkdir(parents=True, exist_ok=True)
   t0 = time.time()
   claims = []
-  for i, (claim, name, _) in enumerate(CLAIMS):
-    print(f"[{NAME}] claim {i + 1}/{len(CLAIMS)}: {name}", flush=True)
-    sub_dir = Path(components_dir) / f"{name}-quick"
-    r = framework.run(get(name), sub_dir, quick=True, seeds=seeds)
-    claims.append({"claim": claim, "experiment": name, "hypothesis": r["hypothesis"],
-                   "decision_rule": r["decision_rule"], "verdict": r["verdict"], "controls": r["controls"],
-                   "seeds": seeds,
-                   "runs": sum(len(v) for v in r["runs"].values()), "train_time_s": r["train_time_s"],
-                   "report": os.path.relpath(sub_dir / "report.md", out_dir),
-                   "figures": [os.path.relpath(sub_dir / f, out_dir) for f in r["figures"]]})
+  with stop_request() as stop:  # the command's (experiments/__main__.py), else one for these sweeps
+    for i, (claim, name, _) in enumerate(CLAIMS):
+      if stop.requested:  # SIGTERM after the last experiment's sweep: it finished its report, start no other
+        raise framework.SweepStopped(f"{stop.reason} before claim {i + 1}/{len(CLAIMS)} ({name}); the {i} finished "
+                                     "are kept: run the same command to resume")
+      print(f"[{NAME}] claim {i + 1}/{len(CLAIMS)}: {name}", flush=True)
+      sub_dir = Path(components_dir) / f"{name}-quick"
+      r = framework.run(get(name), sub_dir, quick=True, seeds=seeds)
+      claims.append({"claim": claim, "experiment": name, "hypothesis": r["hypothesis"],
+                     "decision_rule": r["decision_rule"], "verdict": r["verdict"], "controls": r["controls"],
+                     "seeds": seeds,
+                     "runs": sum(len(v) for v in r["runs"].values()), "train_time_s": r["train_time_s"],
+                     "report": os.path.relpath(sub_dir / "report.md", out_dir),
+                     "figures": [os.path.relpath(sub_dir / f, out_dir) for f in r["figures"]]})
   results = {"experiment": NAME, "question": QUESTION, "answer_under_test": ANSWER, "claims": claims,
              "wall_time_s": time.time() - t0, "finished": time.strftime("%Y-%m-%d %H:%M %Z"),
              "hardware": hardware()}

@@ -9,8 +9,13 @@ handler's flag decides alone.
 
 Python runs signal handlers in the main thread only, so runs that train in other threads (an experiment's runs
 spread over the devices, experiments/sweep_devices.py) share one StopRequest that the main thread entered: the
-handler's flag reaches them all, and `request` lets the code that started them stop them too."""
+handler's flag reaches them all, and `request` lets the code that started them stop them too.
 
+A command that does more than train (an experiment: sweeps, measures, reports; the flagship: seven of them)
+enters one StopRequest for all its work, and every loop inside takes that one (`stop_request()`): a SIGTERM
+between two trainings lets the current piece of work finish, and the loops start nothing new."""
+
+import contextlib
 import signal
 import threading
 
@@ -26,12 +31,19 @@ class StopRequest:
     self.requested = False
     self.reason = "SIGTERM"  # what asked, for the line each stopped run prints
     self._previous = None
-    # Many processes: JAX's service catches SIGTERM itself (a Python handler would hide it from the service).
-    self._agreed = jax.process_count() > 1
+    self._agreed = False
+    self._main = False
 
   def __enter__(self):
-    if not self._agreed and threading.current_thread() is threading.main_thread():  # signals reach only it
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    # Many processes: JAX's service catches SIGTERM itself (a Python handler would hide it from the service).
+    # Decided here, not when made: a command's request is made before jax.distributed.initialize, and asking
+    # jax.process_count() then would start the backend too early.
+    self._agreed = jax.distributed.is_initialized()
+    self._main = threading.current_thread() is threading.main_thread()  # signals reach only it
+    if self._main:
+      if not self._agreed:
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+      _ENTERED.append(self)
     return self
 
   def _handle(self, signum, frame):
@@ -50,5 +62,16 @@ class StopRequest:
     return self.requested
 
   def __exit__(self, *exc):
+    if self._main:
+      _ENTERED.remove(self)
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None
+
+
+_ENTERED: list[StopRequest] = []  # entered in the main thread, innermost last
+
+
+def stop_request() -> contextlib.AbstractContextManager[StopRequest]:
+  """The request a command entered for all its work (experiments/__main__.py), else a new one for this block."""
+  return contextlib.nullcontext(_ENTERED[-1]) if _ENTERED else StopRequest()

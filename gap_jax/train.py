@@ -23,7 +23,7 @@ from gap_jax.checkpoint import Checkpoints
 from gap_jax.cpu.identity import cpu_identity
 from gap_jax.errors import UserError
 from gap_jax.metric_writer import MetricWriter
-from gap_jax.preemption import StopRequest
+from gap_jax.preemption import StopRequest, stop_request
 from gap_jax.steps import run_keys
 from gap_jax.training_setup import build_training_setup
 from gap_jax.validate import validate_config
@@ -144,7 +144,7 @@ def train_and_evaluate(config, workdir, *, stop_after_steps: int | None = None,
   traced = range(trace_first, trace_first + trace_count) if primary else range(0)  # the primary host's
   tracing, traced_into = False, None
   try:
-    with contextlib.nullcontext(stop) if stop else StopRequest() as stop:
+    with contextlib.nullcontext(stop) if stop else stop_request() as stop:
       for step in range(start, end):
         if step + 1 in traced and not tracing:
           traced_into = staging_folder(workdir)  # jax.profiler writes local files only: gs:// gets them after

@@ -3,6 +3,7 @@
 
 import dataclasses
 import json
+import os
 
 import pytest
 
@@ -125,3 +126,32 @@ def test_flagship_answer_follows_the_verdicts_alone(tmp_path, monkeypatch):
   report = (tmp_path / "flagship" / "report.md").read_text()
   assert f"1 of {len(rest) + 2} claims supported, 1 refuted, {len(rest)} inconclusive" in report
   assert [c["verdict"]["verdict"] for c in results["claims"]] == [planted[n] for _, n, _ in why_gap_works.CLAIMS]
+
+
+def test_a_sigterm_between_the_flagships_experiments_starts_no_other_and_exits_0(tmp_path, monkeypatch, capsys):
+  """A SIGTERM while one experiment writes its report (between two sweeps) used to meet the default handler
+  (exit 143): now that experiment finishes, the next does not start, and the command exits 0."""
+  import signal
+  from experiments import framework, why_gap_works
+  from experiments.__main__ import experiment_process
+  from gap_jax.cpu import malloc
+  started = []
+
+  def recorded(exp, out_dir, quick, seeds):  # the second experiment's report, during which the signal lands
+    started.append(exp)
+    if len(started) == 2:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return {"hypothesis": "h", "decision_rule": "r", "controls": [], "runs": {"p": [{}]}, "train_time_s": 1.0,
+            "figures": [], "verdict": {"verdict": "supported", "reason": "planted", "effect": {}}}
+  monkeypatch.setattr(framework, "run", recorded)
+  monkeypatch.setattr(malloc, "restart_with_settings", lambda: None)  # no re-exec inside pytest
+  leaked = []
+  previous = signal.signal(signal.SIGTERM, lambda *a: leaked.append(a))  # what the command's handler keeps out
+  try:
+    with pytest.raises(SystemExit) as stop, experiment_process():
+      why_gap_works.run(tmp_path / "flagship", seeds=2, components_dir=tmp_path, get=lambda name: name)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  assert stop.value.code == 0 and started == [n for _, n, _ in why_gap_works.CLAIMS[:2]] and not leaked
+  assert not (tmp_path / "flagship" / "results.json").exists()
+  assert f"before claim 3/{len(why_gap_works.CLAIMS)}" in capsys.readouterr().err
