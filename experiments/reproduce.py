@@ -1,11 +1,11 @@
 """./launch.sh reproduce <table> [--seeds N]: run every row of one of the paper's tables through the one
 training loop and write results/reproduce/<table>.md (paper number, ours as mean and spread over seeds,
-difference, time, hardware) and .json. Finished rows (a results.json in their workdir) are reused."""
+difference, time, hardware) and .json. Finished rows (a results.json in their workdir) are reused. A SIGTERM
+saves the run in training, starts no other and exits 0; the same command resumes it."""
 
 import argparse
 import importlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +39,14 @@ def row_config(module: str, arg: str | None):
   return m.get_config(arg) if arg else m.get_config(), getattr(m, "PAPER_TEST_ERROR", None)
 
 
-def run_row(config, workdir: Path) -> dict:
+def run_row(config, workdir: Path, stop=None) -> dict | None:
+  """The run's results, trained unless its workdir holds them; None when `stop` (SIGTERM) stopped it, its
+  checkpoint saved."""
   done = workdir / "results.json"
   if done.exists():
     return json.loads(done.read_text())
   from gap_jax.train import train_and_evaluate
-  return train_and_evaluate(config, workdir)
+  return train_and_evaluate(config, workdir, stop=stop)
 
 
 def table_markdown(table: str, rows: list[dict]) -> str:
@@ -64,22 +66,37 @@ def table_markdown(table: str, rows: list[dict]) -> str:
 def reproduce(table: str, seeds: int, runs: Path, out: Path) -> list[dict]:
   if table not in TABLES:
     raise UserError(f"unknown table {table!r}: choose one of {sorted(TABLES)}")
+  from experiments.framework import SweepStopped
+  from gap_jax.preemption import stop_request
   rows = []
-  for label, module, arg in TABLES[table]:
-    config, paper = row_config(module, arg)
-    results = [run_row(_with_seed(config, s), runs / table / f"{module}{'-' + arg if arg else ''}" / f"seed{s}")
-               for s in range(seeds)]
-    errors = np.array([100 * (1 - r["final"]["test_accuracy"]) for r in results])
-    hw = results[0]["hardware"]
-    rows.append({"label": label, "config": module + (f":{arg}" if arg else ""), "paper": paper,
-                 "mean": float(errors.mean()), "std": float(errors.std(ddof=1)) if seeds > 1 else 0.0,
-                 "errors": errors.tolist(), "seeds": seeds, "epochs": results[0]["epochs"],
-                 "time_s": float(np.mean([r["wall_time_s"] for r in results])),
-                 "hardware": f"{hw['device_count']} x {hw['device_kind']} ({hw['cpu_count']} CPU cores)"})
-    out.mkdir(parents=True, exist_ok=True)  # rewritten after every row: a partial table is still a table
-    (out / f"{table}.md").write_text(table_markdown(table, rows))
-    (out / f"{table}.json").write_text(json.dumps(rows, indent=2))
+  with stop_request() as stop:  # the command's: one SIGTERM stops the run in training and starts no other
+    for label, module, arg in TABLES[table]:
+      config, paper = row_config(module, arg)
+      results = []
+      for s in range(seeds):
+        workdir = runs / table / f"{module}{'-' + arg if arg else ''}" / f"seed{s}"
+        result = None if stop.requested else run_row(_with_seed(config, s), workdir, stop)
+        if result is None:
+          raise SweepStopped(f"{stop.reason}: {label!r} seed {s} unfinished ({workdir}, with its checkpoint if it "
+                             f"had begun training); rows finished so far: {out / table}.md; run the same command "
+                             "to resume")
+        results.append(result)
+      rows.append(row_summary(label, module, arg, paper, results, seeds))
+      out.mkdir(parents=True, exist_ok=True)  # rewritten after every row: a partial table is still a table
+      (out / f"{table}.md").write_text(table_markdown(table, rows))
+      (out / f"{table}.json").write_text(json.dumps(rows, indent=2))
   return rows
+
+
+def row_summary(label: str, module: str, arg: str | None, paper, results: list[dict], seeds: int) -> dict:
+  """A table row from its seeds' results: test error in percent, mean and spread."""
+  errors = np.array([100 * (1 - r["final"]["test_accuracy"]) for r in results])
+  hw = results[0]["hardware"]
+  return {"label": label, "config": module + (f":{arg}" if arg else ""), "paper": paper,
+          "mean": float(errors.mean()), "std": float(errors.std(ddof=1)) if seeds > 1 else 0.0,
+          "errors": errors.tolist(), "seeds": seeds, "epochs": results[0]["epochs"],
+          "time_s": float(np.mean([r["wall_time_s"] for r in results])),
+          "hardware": f"{hw['device_count']} x {hw['device_kind']} ({hw['cpu_count']} CPU cores)"}
 
 
 def _with_seed(config, seed: int):
@@ -95,15 +112,9 @@ def main() -> None:
   parser.add_argument("--runs", type=Path, default=Path("runs/reproduce"), help="workdirs of the runs")
   parser.add_argument("--out", type=Path, default=Path("results/reproduce"))
   args = parser.parse_args()
-  from gap_jax import compilation_cache
-  from gap_jax.cpu import malloc
-  malloc.restart_with_settings()
-  compilation_cache.enable()
-  try:
+  from experiments.__main__ import experiment_process
+  with experiment_process():  # malloc, compilation cache, one-line errors, SIGTERM -> exit 0
     reproduce(args.table, args.seeds, args.runs, args.out)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
 
 
 if __name__ == "__main__":

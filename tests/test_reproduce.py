@@ -60,3 +60,26 @@ def test_fashion_precision_rows_differ_only_in_compute_dtype():
   assert (fp32.compute_dtype, bf16.compute_dtype) == ("float32", "bfloat16")
   bf16.compute_dtype = "float32"
   assert fp32.to_dict() == bf16.to_dict()
+
+
+def test_a_sigterm_stops_the_table_exits_0_and_starts_no_other_run(tmp_path, monkeypatch, capsys):
+  """train_and_evaluate returns None when SIGTERM stopped it (checkpoint saved): the command used to go on to the
+  next run and then fail on the missing results; now it starts nothing more, keeps the finished rows, exits 0."""
+  from experiments.__main__ import experiment_process
+  from gap_jax import train
+  from gap_jax.cpu import malloc
+  finished = {"final": {"test_accuracy": 0.9}, "hardware": {"device_count": 1, "device_kind": "cpu", "cpu_count": 2},
+              "epochs": 1, "wall_time_s": 1.0}
+  started = []
+
+  def train_and_evaluate(config, workdir, stop=None):  # the second run is the one the signal stops
+    started.append(workdir)
+    return finished if len(started) == 1 else None
+  monkeypatch.setattr(train, "train_and_evaluate", train_and_evaluate)
+  monkeypatch.setattr(malloc, "restart_with_settings", lambda: None)  # no re-exec inside pytest
+  with pytest.raises(SystemExit) as stop, experiment_process():
+    reproduce.reproduce("fashion_table5", 1, tmp_path / "runs", tmp_path / "out")
+  assert stop.value.code == 0 and len(started) == 2
+  assert "seed 0 unfinished" in capsys.readouterr().err
+  table = (tmp_path / "out" / "fashion_table5.md").read_text()
+  assert "| NiN (MNIST variant) + FC | - | 10.00" in table and "dropout" not in table
