@@ -36,8 +36,9 @@ class StopRequest:
 
   def __enter__(self):
     # Many processes: JAX's service catches SIGTERM itself (a Python handler would hide it from the service).
-    # Decided here, not when made: a command's request is made before jax.distributed.initialize, and asking
-    # jax.process_count() then would start the backend too early.
+    # Decided on entry, from the distributed client alone: jax.process_count() would start the backend, which
+    # an experiment command's request (entered before anything computes) must not do. Enter after
+    # jax.distributed.initialize in a multi-process run (gap_jax/main.py does).
     self._agreed = jax.distributed.is_initialized()
     self._main = threading.current_thread() is threading.main_thread()  # signals reach only it
     if self._main:
