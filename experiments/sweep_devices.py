@@ -55,7 +55,11 @@ def map_on_devices(fn: Callable, items: Sequence, devices: Sequence) -> list:
       t.start()
     try:
       for t in threads:
-        t.join()  # interrupted for the signal handler to run, then waits on
+        while t.is_alive():
+          # Timed: Python runs a signal's handler only when the main thread runs bytecode, and the kernel may
+          # hand SIGTERM to any thread (a run's, XLA's): an untimed join would hold the handler until every
+          # run has finished.
+          t.join(timeout=0.1)
     except BaseException:  # Ctrl-C: the runs save their checkpoints before it propagates
       stop.request("KeyboardInterrupt")
       for t in threads:
