@@ -80,9 +80,10 @@ case "$cmd" in
     # The data too: the experiments' end-to-end tests train on small slices of the real Fashion-MNIST.
     setup; install_data
     # --fast: every module's tests without the slow ones (several trainings, process starts, native builds),
-    # on two pytest workers, for the edit-test loop. The full suite (CI) runs in one process.
+    # for the edit-test loop. Both on two pytest workers: most of a tiny test is single-threaded compiling, so
+    # the full suite (CI) takes two thirds of its one-process time (docs/tests.md).
     if [ "${1:-}" = --fast ]; then shift; exec "$PY" -m pytest -q -n 2 -m "not slow" "$@"; fi
-    exec "$PY" -m pytest -q "$@" ;;
+    exec "$PY" -m pytest -q -n 2 "$@" ;;
   bench)
     setup
     exec "$PY" benchmarks/train_step.py "$@" ;;
