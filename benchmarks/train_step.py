@@ -170,8 +170,9 @@ class Ours:
     self.model, self.state = run.model, run.initial_state()
     _, order_key, step_key = run_keys(config.seed)
     train_x, train_y, _, _ = run.on_device()
-    # The step's own arguments and the data's (mean, std) that run.train_step binds (steps.Bound).
-    self.args = [train_x, train_y, run.epoch_order(order_key, 0), step_key, *run.train_step.bound]
+    # The step's own arguments, then the data's (mean, std) that run.train_step binds (steps.Bound).
+    self.step_args = [train_x, train_y, run.epoch_order(order_key, 0), step_key]
+    self.args = [*self.step_args, *run.train_step.bound]
     t = time.perf_counter()
     lowered = run.train_step.jitted.lower(self.state, *self.args)
     self.compiled = lowered.compile(compiler_options=options or None)
@@ -214,7 +215,7 @@ class Ours:
     counter = [jnp.zeros((), jnp.int32)]
 
     def one():
-      x, y, counter[0] = pipeline(counter[0], *self.args[:4])  # not the bound (mean, std): closed over above
+      x, y, counter[0] = pipeline(counter[0], *self.step_args)  # (mean, std): closed over above
       return x
     one(), jax.block_until_ready(one())
     return timing.timed(one, steps, batch, jax.block_until_ready)

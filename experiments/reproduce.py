@@ -81,15 +81,16 @@ def reproduce(table: str, seeds: int, runs: Path, out: Path) -> list[dict]:
                              f"had begun training); rows finished so far: {out / table}.md; run the same command "
                              "to resume")
         results.append(result)
-      rows.append(row_summary(label, module, arg, paper, results, seeds))
+      rows.append(row_summary(label, module, arg, paper, results))
       out.mkdir(parents=True, exist_ok=True)  # rewritten after every row: a partial table is still a table
       (out / f"{table}.md").write_text(table_markdown(table, rows))
       (out / f"{table}.json").write_text(json.dumps(rows, indent=2))
   return rows
 
 
-def row_summary(label: str, module: str, arg: str | None, paper, results: list[dict], seeds: int) -> dict:
-  """A table row from its seeds' results: test error in percent, mean and spread."""
+def row_summary(label: str, module: str, arg: str | None, paper, results: list[dict]) -> dict:
+  """A table row from its seeds' results (one each): test error in percent, mean and spread."""
+  seeds = len(results)
   errors = np.array([100 * (1 - r["final"]["test_accuracy"]) for r in results])
   hw = results[0]["hardware"]
   return {"label": label, "config": module + (f":{arg}" if arg else ""), "paper": paper,
