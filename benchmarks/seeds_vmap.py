@@ -1,7 +1,7 @@
-"""Seeds together or one after another? Times S seeds of the real training step (gap_jax.steps) two ways:
-`jax.vmap` over the seeds' states inside one jit (one step advances every seed), and the S states stepped
-one after another (what the experiment framework does). Same images for both; each seed its own
-initialization, data order, augmentation and dropout.
+"""Seeds together or one after another? Times S seeds of the real training step (gap_jax.steps) two ways: the
+set-up's vmapped step over the seeds' stacked states (one step advances every seed: what `--seeds-together`
+trains with), and the S states stepped one after another (the experiments' default). Same images for both; each
+seed its own initialization, data order, augmentation and dropout.
 
 Run: ./launch.sh bench-seeds [--seeds 3] [--steps 3] [--rounds 5] [--setups rfnet_shapes,nin_mnist_shapes,...]
   [--json FILE]
@@ -19,9 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gap_jax import parallel
 from gap_jax.configs import default
-from gap_jax.cpu import compiler_options
 from gap_jax.data import Dataset, Split
 from gap_jax.data.specs import SPECS
 from gap_jax.steps import run_keys
@@ -55,11 +53,11 @@ def setup(name: str, seeds: int):
   init_keys, order_keys, step_keys = zip(*(run_keys(s) for s in range(seeds)))
   states = [run.init(k) for k in init_keys]
   orders = [run.epoch_order(k, 0) for k in order_keys]
-  return c, run.train_step, states, orders, list(step_keys), images, labels
+  return c, run.train_step, run.train_steps_together, states, orders, list(step_keys), images, labels
 
 
 def contestants(name: str, seeds: int, steps: int):
-  c, step, states, orders, keys, images, labels = setup(name, seeds)
+  c, step, together, states, orders, keys, images, labels = setup(name, seeds)
 
   # One after another: each seed's state through the jitted step, as separate runs would do.
   seq_states = list(states)
@@ -69,16 +67,15 @@ def contestants(name: str, seeds: int, steps: int):
       seq_states[i], _ = step(seq_states[i], images, labels, orders[i], keys[i])
     return seq_states[-1].params
 
-  # Together: the seeds' states stacked on a leading axis and one jitted vmap of the same step (its
-  # unjitted function: compiler options may only sit on the outermost jit).
-  # The data's (mean, std) that step binds (steps.Bound) are shared by every seed.
-  together = jax.jit(jax.vmap(step.jitted.__wrapped__, in_axes=(0, None, None, 0, 0, None, None)), donate_argnums=0,
-                     compiler_options=compiler_options(parallel.make_mesh()))
-  stacked = [jax.tree.map(lambda *xs: jnp.stack(xs), *states)]
-  order_S, key_S = jnp.stack(orders), jnp.stack(keys)
+  # Together: what --seeds-together runs (gap_jax/train.py train_together): the set-up's vmapped step over the
+  # seeds' states, data, orders, keys and (mean, std), each stacked on a leading seed axis.
+  stack = lambda xs: jax.tree.map(lambda *x: jnp.stack(x), *xs)
+  stacked = [stack(states)]
+  data_S = (stack([images] * seeds), stack([labels] * seeds), stack(orders), stack(keys),
+            *(stack([b] * seeds) for b in step.bound))
 
   def vmapped():
-    stacked[0], _ = together(stacked[0], images, labels, order_S, key_S, *step.bound)
+    stacked[0], _ = together(stacked[0], *data_S)
     return stacked[0].params
 
   t = time.perf_counter()

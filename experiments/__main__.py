@@ -1,4 +1,5 @@
-"""python -m experiments <name> [--quick] [--seeds N] [--out DIR] [--shard i/n] [--data-parallel-runs] [--padding P]:
+"""python -m experiments <name> [--quick] [--seeds N] [--out DIR] [--shard i/n] [--data-parallel-runs]
+[--seeds-together] [--padding P]:
 run one hypothesis experiment, or the flagship why_gap_works (every claim's experiment in its quick setting, one
 report).
 --padding P re-runs the experiment with P padding in every convolution, same seeds and data
@@ -8,7 +9,8 @@ re-runs with the originals (experiments/padding_confound.py).
 tasks, or one process per device) share a sweep; the last to finish writes the report.
 A process that sees several local devices (one process, not a jax.distributed job) trains one run per device,
 several at once (experiments/sweep_devices.py); --data-parallel-runs trains each run over all of them instead, one
-after another, for runs too large for one device."""
+after another, for runs too large for one device. --seeds-together trains each point's seeds as one vmapped
+program (gap_jax/train.py train_together), a group of seeds per device."""
 
 import argparse
 import contextlib
@@ -45,15 +47,16 @@ def experiment_process():
 
 
 def train_sweep(exp, out: Path, quick: bool, seeds: int | None, shard: str | None,
-                data_parallel_runs: bool = False) -> None:
+                data_parallel_runs: bool = False, seeds_together: bool = False) -> None:
   """The whole sweep, or with `shard` ("i/n") this invocation's share of it; its runs spread over the local
-  devices unless `data_parallel_runs`."""
+  devices unless `data_parallel_runs`; a point's seeds trained together with `seeds_together`."""
   from experiments.framework import parse_shard, run, run_shard
   seeds = seeds or (QUICK_SEEDS if quick else FULL_SEEDS)
   if shard:
-    run_shard(exp, out, parse_shard(shard), quick=quick, seeds=seeds, data_parallel_runs=data_parallel_runs)
+    run_shard(exp, out, parse_shard(shard), quick=quick, seeds=seeds, data_parallel_runs=data_parallel_runs,
+              seeds_together=seeds_together)
   else:
-    run(exp, out, quick=quick, seeds=seeds, data_parallel_runs=data_parallel_runs)
+    run(exp, out, quick=quick, seeds=seeds, data_parallel_runs=data_parallel_runs, seeds_together=seeds_together)
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +72,10 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--data-parallel-runs", action="store_true",
                       help="train each run over all local devices, one run after another (default with several "
                            "devices: one run per device, several at once), for runs too large for one device")
+  parser.add_argument("--seeds-together", action="store_true",
+                      help="train each point's seeds together, one jax.vmap of the training step over their "
+                           "stacked states (a group of seeds per device): faster where one run leaves the device "
+                           "idle; measure first with ./launch.sh bench-seeds (on CPU it is slower)")
 
 
 def main() -> None:
@@ -90,10 +97,11 @@ def main() -> None:
       raise UserError("--data-parallel-runs is for one experiment's sweep; the flagship's quick runs each fit one "
                       "device: ./launch.sh experiment <name> --data-parallel-runs")
     if args.name == why_gap_works.NAME:  # always quick: that is what keeps it under 15 minutes
-      why_gap_works.run(args.out or Path("results") / args.name, seeds=args.seeds or QUICK_SEEDS)
+      why_gap_works.run(args.out or Path("results") / args.name, seeds=args.seeds or QUICK_SEEDS,
+                        seeds_together=args.seeds_together)
       return
     if args.name == padding.CONFOUND:  # reads the re-runs' results: trains nothing
-      if args.padding or args.seeds or args.shard or args.data_parallel_runs:
+      if args.padding or args.seeds or args.shard or args.data_parallel_runs or args.seeds_together:
         raise UserError(f"{args.name} trains nothing: it takes only --quick and --out")
       from experiments import padding_confound
       padding_confound.main(args.out or Path("results") / padding_confound.out_name(args.quick), args.quick)
@@ -104,7 +112,7 @@ def main() -> None:
       exp = padding.with_padding(exp, args.padding)
       exp.sweep(args.quick)  # a padding that changes no point is refused before any folder is made
       out = args.out or Path("results") / padding.out_name(args.name, args.padding, args.quick)
-    train_sweep(exp, out, args.quick, args.seeds, args.shard, args.data_parallel_runs)
+    train_sweep(exp, out, args.quick, args.seeds, args.shard, args.data_parallel_runs, args.seeds_together)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import json
 import time
 from collections.abc import Callable
 
+import jax
 import ml_collections
 from etils import epath  # each run folder is a workdir, an epath.Path as gap_jax/workdir.py takes it
 
@@ -35,7 +36,7 @@ from gap_jax.configs import default
 from gap_jax.data import load_dataset
 from gap_jax.errors import UserError
 from gap_jax.preemption import StopRequest, stop_request
-from gap_jax.train import hardware, train_and_evaluate
+from gap_jax.train import hardware, train_together
 from gap_jax.trained import initial, load_trained
 from gap_jax.workdir import stored_config_differences
 
@@ -173,23 +174,35 @@ def finished_measure(point: Point, seed: int, runs_dir: epath.Path) -> dict | No
   return measured if measured.pop("format", None) == MEASURED_FORMAT else None
 
 
-def run_point(exp: Experiment, point: Point, seed: int, runs_dir: epath.Path,
-              stop: StopRequest | None = None) -> dict | None:
-  """Train (or find) one seed of one point and measure it; None when SIGTERM (or `stop`, shared with runs in
-  other threads) stopped its training, its checkpoint saved. measured.json makes it reusable while the
-  point's config stays what the run was trained with; a changed config retrains (the old run is kept in
-  the workdir's previous/)."""
-  if (measured := finished_measure(point, seed, runs_dir)) is not None:
-    return measured
-  workdir = run_dir(runs_dir, point, seed)
-  config = seed_config(point, seed)
-  if stored_config_differences(workdir, config) == [] and (workdir / "results.json").exists():
-    results = json.loads((workdir / "results.json").read_text())  # trained, measured in another format
-  else:
-    results = train_and_evaluate(config, workdir, on_config_change="fresh", stop=stop,
-                                 label=f"{point.key}/seed{seed}")
-    if results is None:
-      return None
+def run_seeds(exp: Experiment, point: Point, seeds: list[int], runs_dir: epath.Path,
+              stop: StopRequest | None = None) -> list[dict | None]:
+  """Train (or find) these seeds of one point and measure each; None for each run whose training SIGTERM (or
+  `stop`, shared with runs in other threads) stopped, its checkpoint saved. Seeds that need training train
+  together (gap_jax.train.train_together: one vmapped step) when there are several. measured.json makes a run
+  reusable while the point's config stays what the run was trained with; a changed config retrains (the old
+  run is kept in the workdir's previous/)."""
+  measured = {seed: finished_measure(point, seed, runs_dir) for seed in seeds}
+  unmeasured = [seed for seed in seeds if measured[seed] is None]
+  results = {}
+  for seed in unmeasured:
+    workdir, config = run_dir(runs_dir, point, seed), seed_config(point, seed)
+    if stored_config_differences(workdir, config) == [] and (workdir / "results.json").exists():
+      results[seed] = json.loads((workdir / "results.json").read_text())  # trained, measured in another format
+  untrained = [seed for seed in unmeasured if seed not in results]
+  if untrained:
+    label = f"{point.key}/seed{','.join(map(str, untrained))}"
+    trained = train_together([seed_config(point, seed) for seed in untrained],
+                             [run_dir(runs_dir, point, seed) for seed in untrained],
+                             on_config_change="fresh", stop=stop, label=label)
+    results.update(zip(untrained, trained))
+  for seed in unmeasured:
+    if results[seed] is not None:
+      measured[seed] = measure_run(exp, point, run_dir(runs_dir, point, seed), results[seed])
+  return [measured[seed] for seed in seeds]
+
+
+def measure_run(exp: Experiment, point: Point, workdir: epath.Path, results: dict) -> dict:
+  """The measures of one trained run and of its initial weights (untrained/...), written to measured.json."""
   measured = {"test_accuracy": results["final"]["test_accuracy"],
               "train_accuracy": results["final"]["train_accuracy"],
               "train_time_s": results["wall_time_s"]}
@@ -200,30 +213,46 @@ def run_point(exp: Experiment, point: Point, seed: int, runs_dir: epath.Path,
   return measured
 
 
+def seed_groups(runs: list[tuple[Point, int]], together: bool) -> list[tuple[Point, list[int]]]:
+  """The runs as (point, seeds) groups, in order: with `together` each point's consecutive seeds in one group
+  (trained together), else one seed a group."""
+  if not together:
+    return [(point, [seed]) for point, seed in runs]
+  groups = [list(group) for _, group in itertools.groupby(runs, key=lambda run: id(run[0]))]
+  return [(group[0][0], [seed for _, seed in group]) for group in groups]
+
+
 def train_runs(exp: Experiment, runs: list[tuple[Point, int]], runs_dir: epath.Path,
-               data_parallel_runs: bool = False, shard: str = "") -> list[dict]:
-  """run_point of each (point, seed) in `runs`, in that order: spread over the local devices, one run per device
+               data_parallel_runs: bool = False, shard: str = "", seeds_together: bool = False) -> list[dict]:
+  """run_seeds of each (point, seed) in `runs`, in that order: spread over the local devices, one run per device
   at a time (sweep_devices), or with `data_parallel_runs` (or one device) each over every device, one after
-  another. A run stopped by SIGTERM stops the sweep (SweepStopped) once the runs in training saved their
-  checkpoints; no later run starts."""
+  another. With `seeds_together` a point's seeds train together (one vmapped step) where each run would train
+  alone: a group of seeds per device. A run stopped by SIGTERM stops the sweep (SweepStopped) once the runs in
+  training saved their checkpoints; no later run starts."""
   devices = sweep_devices.spread_devices(data_parallel_runs)
+  if seeds_together and devices is None and len(jax.devices()) > 1:
+    raise UserError("--seeds-together trains each point's seeds on one device, and these runs train over all "
+                    f"{len(jax.devices())} devices (--data-parallel-runs or several processes): leave one out")
+  groups = seed_groups(runs, seeds_together)
+  describe = lambda point, seeds: f"{point.key} seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
   if devices is None:
     measured = []
     # One request for the whole sweep (the command's): a SIGTERM while a run is measured (or between runs) lets
     # that run finish its measure and starts no other, as one during training saves the checkpoint.
     with stop_request() as stop:
-      for point, seed in runs:
+      for point, seeds in groups:
         if stop.requested:
           break
-        print(f"[{exp.name}] {shard}{point.key} seed {seed}", flush=True)
-        measured.append(run_point(exp, point, seed, runs_dir, stop=stop))
-        if measured[-1] is None:
+        print(f"[{exp.name}] {shard}{describe(point, seeds)}", flush=True)
+        measured.extend(run_seeds(exp, point, seeds, runs_dir, stop=stop))
+        if None in measured:
           break
   else:
-    def on_device(run, device, stop):
-      print(f"[{exp.name}] {shard}{run[0].key} seed {run[1]} on {device}", flush=True)
-      return run_point(exp, *run, runs_dir, stop=stop)
-    measured = sweep_devices.map_on_devices(on_device, runs, devices)
+    def on_device(group, device, stop):
+      print(f"[{exp.name}] {shard}{describe(*group)} on {device}", flush=True)
+      return run_seeds(exp, *group, runs_dir, stop=stop)
+    measured = [m for group, ms in zip(groups, sweep_devices.map_on_devices(on_device, groups, devices))
+                for m in (ms or [None] * len(group[1]))]
   unfinished = [f"{point.key}/seed{seed}" for (point, seed), m in itertools.zip_longest(runs, measured) if m is None]
   if unfinished:
     raise SweepStopped(f"{len(unfinished)} of {len(runs)} runs unfinished ({', '.join(unfinished)}), those "
@@ -245,24 +274,25 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def run_shard(exp: Experiment, out_dir: epath.Path, shard: tuple[int, int], quick: bool = False,
-              seeds: int = 3, data_parallel_runs: bool = False) -> dict | None:
+              seeds: int = 3, data_parallel_runs: bool = False, seeds_together: bool = False) -> dict | None:
   """Train and measure shard i of n of the experiment's (point, seed) runs (spread over this process's devices
   as train_runs says); the invocations may run at once on other devices or hosts that share `out_dir`. The one
   that finds every run finished writes the report (and returns the results); the others return None."""
   i, n = shard
   points = exp.sweep(quick)
   runs = [(point, seed) for point in points for seed in range(seeds)]
-  train_runs(exp, runs[i::n], epath.Path(out_dir) / "runs", data_parallel_runs, shard=f"shard {i}/{n}: ")
+  train_runs(exp, runs[i::n], epath.Path(out_dir) / "runs", data_parallel_runs, shard=f"shard {i}/{n}: ",
+             seeds_together=seeds_together)
   left = sum(finished_measure(point, seed, epath.Path(out_dir) / "runs") is None for point, seed in runs)
   if left:
     print(f"[{exp.name}] shard {i}/{n} done; {left} of {len(runs)} runs are still with other shards: the "
           "last shard to finish writes the report", flush=True)
     return None
-  return run(exp, out_dir, quick, seeds, data_parallel_runs)
+  return run(exp, out_dir, quick, seeds, data_parallel_runs, seeds_together)
 
 
 def run(exp: Experiment, out_dir: epath.Path, quick: bool = False, seeds: int = 3,
-        data_parallel_runs: bool = False) -> dict:
+        data_parallel_runs: bool = False, seeds_together: bool = False) -> dict:
   if seeds < 2:
     raise ValueError("an experiment needs at least 2 seeds per point for an interval (3 by default)")
   out_dir = epath.Path(out_dir)
@@ -273,7 +303,7 @@ def run(exp: Experiment, out_dir: epath.Path, quick: bool = False, seeds: int = 
     print(f"[{exp.name}] control {c['name']}: {c['verdict']} (expected {c['expected']})", flush=True)
   points = exp.sweep(quick)
   measured = iter(train_runs(exp, [(point, seed) for point in points for seed in range(seeds)], out_dir / "runs",
-                             data_parallel_runs))
+                             data_parallel_runs, seeds_together=seeds_together))
   raw, summaries = {}, {}
   for point in points:
     raw[point.key] = [next(measured) for _ in range(seeds)]

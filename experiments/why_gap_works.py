@@ -60,9 +60,9 @@ CLAIMS = (
 
 
 def run(out_dir: Path = Path("results") / NAME, seeds: int = 3, components_dir: Path = Path("results"),
-        get=experiments.get) -> dict:
+        get=experiments.get, seeds_together: bool = False) -> dict:
   """Run (or reuse) every claim's quick experiment, then write the combined report. `get(name)` returns
-  the Experiment to run (tests pass smaller ones)."""
+  the Experiment to run (tests pass smaller ones); `seeds_together` trains each point's seeds together."""
   out_dir = Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   t0 = time.time()
@@ -74,7 +74,7 @@ def run(out_dir: Path = Path("results") / NAME, seeds: int = 3, components_dir: 
                                      "are kept: run the same command to resume")
       print(f"[{NAME}] claim {i + 1}/{len(CLAIMS)}: {name}", flush=True)
       sub_dir = Path(components_dir) / f"{name}-quick"
-      r = framework.run(get(name), sub_dir, quick=True, seeds=seeds)
+      r = framework.run(get(name), sub_dir, quick=True, seeds=seeds, seeds_together=seeds_together)
       claims.append({"claim": claim, "experiment": name, "hypothesis": r["hypothesis"],
                      "decision_rule": r["decision_rule"], "verdict": r["verdict"], "controls": r["controls"],
                      "seeds": seeds,

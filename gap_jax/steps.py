@@ -151,7 +151,15 @@ def _make_update(model, tx, config):
   return update
 
 
-def make_train_step(model, tx, config, steps_per_epoch: int, mesh):
+def _jit_step(step, mesh, config, together: bool):
+  """The jitted step, or with `together` jax.vmap of it: several runs' steps as one, each argument (states, data,
+  keys, the data's statistics) stacked on a leading run axis (gap_jax/train.py train_together). vmap inside the
+  jit: compiler options may only sit on the outermost jit."""
+  return jit(jax.vmap(step) if together else step, mesh, config.cpu_kernels, donate_argnums=0,
+             out_shardings=replicated(mesh))
+
+
+def make_train_step(model, tx, config, steps_per_epoch: int, mesh, together: bool = False):
   """The in-memory route's step: (state, images, labels, order, step_key, mean, std) -> (state, metrics),
   gathering the step's batch on device from the shards parallel.per_device laid out."""
   gather = make_gather(config.batch_size, steps_per_epoch, mesh)
@@ -160,14 +168,13 @@ def make_train_step(model, tx, config, steps_per_epoch: int, mesh):
   def step(state, images, labels, order, step_key, mean, std):
     return update(state, *gather(images, labels, order, state.step), step_key, mean, std)
 
-  return jit(step, mesh, config.cpu_kernels, donate_argnums=0, out_shardings=replicated(mesh))
+  return _jit_step(step, mesh, config, together)
 
 
-def make_batch_step(model, tx, config, mesh):
+def make_batch_step(model, tx, config, mesh, together: bool = False):
   """The streamed route's step: (state, images, labels, step_key, mean, std) -> (state, metrics) on a global
   batch that the host assembled (parallel.global_batch) and the devices preprocessed (stream.on_device)."""
-  return jit(_make_update(model, tx, config), mesh, config.cpu_kernels, donate_argnums=0,
-             out_shardings=replicated(mesh))
+  return _jit_step(_make_update(model, tx, config), mesh, config, together)
 
 
 def make_evaluate(model, eval_batch: int, mesh, cpu_kernels: str = "auto"):

@@ -43,6 +43,9 @@ class TrainingSetup:
   # -> (state, metrics). `batches` yields the arguments between the state and the key. Both it and evaluate are
   # steps.Bound: the data's (mean, std) go in as arguments.
   train_step: Callable
+  # The same step vmapped over runs (gap_jax/train.py train_together): every argument of train_step and the
+  # (mean, std) stacked on a leading run axis. Traced and compiled only if called.
+  train_steps_together: Callable
   evaluate: Callable  # (params, images, labels, n) -> {"loss", "accuracy"} over the first n
   epoch_order: Callable  # (order_key, epoch) -> each process's order of its shard (steps.make_epoch_order)
   scored: Split  # the first training examples (at most eval_train_examples), scored at the end
@@ -122,7 +125,8 @@ def build_training_setup(config, data: Dataset | None = None, mesh: jax.sharding
   stats = tuple(parallel.replicate(np.asarray(a, np.float32), mesh) for a in (data.mean, data.std))
   return TrainingSetup(
       config, data, mesh, model, steps_per_epoch, total_steps, schedule, tx, init=programs.init,
-      train_step=Bound(programs.train_step, stats), evaluate=Bound(programs.evaluate, stats),
+      train_step=Bound(programs.train_step, stats), train_steps_together=programs.train_steps_together,
+      evaluate=Bound(programs.evaluate, stats),
       epoch_order=programs.epoch_order, scored=scored)
 
 
@@ -131,6 +135,7 @@ class SetupPrograms:
   """The jitted pieces of a set-up, each traced and compiled on its first call."""
   init: Callable
   train_step: Callable
+  train_steps_together: Callable
   evaluate: Callable
   epoch_order: Callable
 
@@ -140,27 +145,33 @@ class SetupPrograms:
 PROGRAMS = Programs(kept=16)
 
 
-def program_key(config, data: Dataset, num_examples: int, steps_per_epoch: int, total_steps: int,
-                streamed: bool) -> str:
-  """What the programs are a function of: the config less its seeds (the seed's keys and its draw of a generated
-  dataset are the programs' arguments), the data's shapes and the schedule's lengths. The data's values reach
-  the programs only as arguments: the images, and the normalisation (mean, std) that Bound passes."""
+def without_seed(config) -> dict:
+  """The config as a dict, less the run's seed and its generated dataset's seed."""
   c = config.to_dict()
   c.pop("seed", None)
   generated = c.get(c.get("dataset"))
   if isinstance(generated, dict):
     generated.pop("seed", None)
-  return json.dumps([c, list(data.image_shape), data.num_classes, num_examples, steps_per_epoch, total_steps,
-                     streamed, jax.process_count()], sort_keys=True, default=str)
+  return c
+
+
+def program_key(config, data: Dataset, num_examples: int, steps_per_epoch: int, total_steps: int,
+                streamed: bool) -> str:
+  """What the programs are a function of: the config less its seeds (the seed's keys and its draw of a generated
+  dataset are the programs' arguments), the data's shapes and the schedule's lengths. The data's values reach
+  the programs only as arguments: the images, and the normalisation (mean, std) that Bound passes."""
+  return json.dumps([without_seed(config), list(data.image_shape), data.num_classes, num_examples, steps_per_epoch,
+                     total_steps, streamed, jax.process_count()], sort_keys=True, default=str)
 
 
 def _build_programs(config, model, tx, image_shape, mesh, num_examples: int, steps_per_epoch: int,
                     streamed: bool) -> SetupPrograms:
   _check_model_fits(model, image_shape)
+  step = lambda together: (make_batch_step(model, tx, config, mesh, together) if streamed
+                           else make_train_step(model, tx, config, steps_per_epoch, mesh, together))
   return SetupPrograms(
       init=make_init(model, tx, image_shape, mesh, config.cpu_kernels),
-      train_step=(make_batch_step(model, tx, config, mesh) if streamed
-                  else make_train_step(model, tx, config, steps_per_epoch, mesh)),
+      train_step=step(False), train_steps_together=step(True),
       evaluate=make_evaluate(model, config.eval_batch_size, mesh, config.cpu_kernels),
       epoch_order=make_epoch_order(num_examples, mesh))
 

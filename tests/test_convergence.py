@@ -94,10 +94,11 @@ def test_accuracy_only_criterion_for_experiments_that_measure_accuracies(tmp_pat
 def fake_run(tmp_path, monkeypatch, losses_by_point, rests_on=None):
   """framework.run on points whose 'training' writes the given losses; decide always says supported (resting on
   `rests_on`, default every point)."""
-  def run_point(exp, point, seed, runs_dir, stop=None):
-    write_losses(runs_dir / point.key / f"seed{seed}" / "metrics.jsonl", losses_by_point[point.key])
-    return {"test_accuracy": 0.6, "train_accuracy": 0.6, "train_time_s": 1.0, "score": 1.0 + seed}
-  monkeypatch.setattr(framework, "run_point", run_point)
+  def run_seeds(exp, point, seeds, runs_dir, stop=None):
+    for seed in seeds:
+      write_losses(runs_dir / point.key / f"seed{seed}" / "metrics.jsonl", losses_by_point[point.key])
+    return [{"test_accuracy": 0.6, "train_accuracy": 0.6, "train_time_s": 1.0, "score": 1.0 + seed} for seed in seeds]
+  monkeypatch.setattr(framework, "run_seeds", run_seeds)
   monkeypatch.setattr(framework, "shortcut_baselines", lambda points: {})
   exp = Experiment(
       name="fake", question="q", hypothesis="h", metrics={"score": "s"}, decision_rule="r",

@@ -69,7 +69,7 @@ def test_generation_is_seeded_and_loads_through_the_config():
     np.testing.assert_array_equal(x, y)
   assert not np.array_equal(a[0], c[0])
   config = experiment.config("gap", 1, "zeros")
-  assert "seed" in config.counterexample  # framework.run_point draws each seed's own data through it
+  assert "seed" in config.counterexample  # framework.run_seeds draws each seed's own data through it
   config.counterexample.num_train, config.counterexample.num_test = 30, 12
   data = load_dataset(config)
   assert data.train.images.shape == (30, 24, 24, 1) and data.num_classes == 3

@@ -20,9 +20,9 @@ def test_shards_share_a_sweep_and_the_last_writes_the_report(tmp_path, monkeypat
   exp = experiments.get("position")  # the cheapest sweep: what is tested is the framework's sharding
   small = dataclasses.replace(exp, sweep=lambda quick: tiny(exp.sweep(True)))
   trained = []
-  real_train = framework.train_and_evaluate
-  monkeypatch.setattr(framework, "train_and_evaluate",
-                      lambda config, workdir, **kw: trained.append(workdir) or real_train(config, workdir, **kw))
+  real_train = framework.train_together
+  monkeypatch.setattr(framework, "train_together",
+                      lambda configs, workdirs, **kw: trained.extend(workdirs) or real_train(configs, workdirs, **kw))
   assert run_shard(small, tmp_path, (0, 3), quick=True, seeds=2) is None  # runs 0 and 3 of 4
   assert len(trained) == 2 and not (tmp_path / "report.md").exists()
   assert run_shard(small, tmp_path, (2, 3), quick=True, seeds=2) is None  # run 2
@@ -45,14 +45,15 @@ def test_shard_parses():
 
 
 def test_a_run_stopped_by_sigterm_stops_the_sweep_and_exits_0(tmp_path, monkeypatch, capsys):
-  """train_and_evaluate returns None when SIGTERM stopped it (checkpoint saved): the sweep must not go on to
+  """Training returns None when SIGTERM stopped it (checkpoint saved): the sweep must not go on to
   measure a run that has no results, nor start the next one; the command says so and exits 0 to be requeued."""
   from experiments.__main__ import experiment_process
   from gap_jax.cpu import malloc
   exp = experiments.get("gap_vs_fc")
   small = dataclasses.replace(exp, sweep=lambda quick: tiny(exp.sweep(True)))
   started = []
-  monkeypatch.setattr(framework, "train_and_evaluate", lambda config, workdir, **kw: started.append(workdir))
+  monkeypatch.setattr(framework, "train_together",
+                      lambda configs, workdirs, **kw: started.extend(workdirs) or [None] * len(configs))
   monkeypatch.setattr(malloc, "restart_with_settings", lambda: None)  # no re-exec inside pytest
   with pytest.raises(SystemExit) as stop, experiment_process():
     run(small, tmp_path, quick=True, seeds=2)
@@ -70,13 +71,13 @@ def test_a_sigterm_while_a_run_is_measured_lets_it_finish_and_starts_no_other(tm
   small = dataclasses.replace(exp, sweep=lambda quick: tiny(exp.sweep(True)))
   measured = []
 
-  def run_point(exp, point, seed, runs_dir, stop=None):  # a run's measure, during which the signal lands
+  def run_seeds(exp, point, seeds, runs_dir, stop=None):  # a run's measure, during which the signal lands
     os.kill(os.getpid(), signal.SIGTERM)
-    measured.append((point.key, seed))
-    return {"test_accuracy": 0.5, "train_accuracy": 1.0, "train_time_s": 1.0}
+    measured.append((point.key, seeds))
+    return [{"test_accuracy": 0.5, "train_accuracy": 1.0, "train_time_s": 1.0}]
 
   leaked = []
-  monkeypatch.setattr(framework, "run_point", run_point)
+  monkeypatch.setattr(framework, "run_seeds", run_seeds)
   monkeypatch.setattr(malloc, "restart_with_settings", lambda: None)  # no re-exec inside pytest
   previous = signal.signal(signal.SIGTERM, lambda *a: leaked.append(a))  # what the sweep's handler must keep out
   try:

@@ -111,7 +111,7 @@ def test_flagship_answer_follows_the_verdicts_alone(tmp_path, monkeypatch):
   planted = {name: verdict for (_, name, _), verdict in
              zip(why_gap_works.CLAIMS, ["supported", "refuted"] + ["inconclusive"] * len(why_gap_works.CLAIMS))}
 
-  def recorded(exp, out_dir, quick, seeds):
+  def recorded(exp, out_dir, quick, seeds, seeds_together=False):
     return {"hypothesis": f"h {exp}", "decision_rule": "r", "controls": [], "runs": {"p": [{}] * seeds},
             "train_time_s": 60.0, "figures": [],
             "verdict": {"verdict": planted[exp], "reason": f"planted {planted[exp]}", "effect": {}}}
@@ -137,7 +137,8 @@ def test_a_sigterm_between_the_flagships_experiments_starts_no_other_and_exits_0
   from gap_jax.cpu import malloc
   started = []
 
-  def recorded(exp, out_dir, quick, seeds):  # the second experiment's report, during which the signal lands
+  # The second experiment's report, during which the signal lands.
+  def recorded(exp, out_dir, quick, seeds, seeds_together=False):
     started.append(exp)
     if len(started) == 2:
       os.kill(os.getpid(), signal.SIGTERM)
@@ -155,3 +156,16 @@ def test_a_sigterm_between_the_flagships_experiments_starts_no_other_and_exits_0
   assert stop.value.code == 0 and started == [n for _, n, _ in why_gap_works.CLAIMS[:2]] and not leaked
   assert not (tmp_path / "flagship" / "results.json").exists()
   assert f"before claim 3/{len(why_gap_works.CLAIMS)}" in capsys.readouterr().err
+
+
+def test_seeds_together_measure_what_runs_one_at_a_time_measure(tmp_path):
+  exp = tiny_experiment("position")
+  apart = run(exp, tmp_path / "apart", quick=True, seeds=2)
+  together = run(exp, tmp_path / "together", quick=True, seeds=2, seeds_together=True)
+  for key, runs in apart["runs"].items():
+    for alone, with_others in zip(runs, together["runs"][key]):
+      assert alone.keys() == with_others.keys()
+      for metric in alone.keys() - {"train_time_s"}:  # equal but for the float rounding of batched convolutions
+        assert with_others[metric] == pytest.approx(alone[metric], rel=1e-3, abs=1e-3), (key, metric)
+  ran = [json.loads(p.read_text())["trained_together"] for p in (tmp_path / "together" / "runs").rglob("results.json")]
+  assert ran == [2] * 4  # each point's two seeds as one program

@@ -215,3 +215,25 @@ def test_data_parallel_runs_train_each_run_over_every_device(tmp_path):
   used = devices_used(tmp_path)
   assert len(used) == 4 and all(ids == [0, 1] for ids in used.values())
   assert " on cpu:" not in stdout and (tmp_path / "report.md").exists()
+
+
+@pytest.mark.slow
+def test_seeds_together_put_a_group_of_seeds_on_each_device(tmp_path, reference):
+  stdout = run_command(tmp_path, "--seeds-together")
+  used = devices_used(tmp_path)
+  keys = [p.key for p in tiny_experiment(NAME).sweep(True)]
+  assert {name.split("/")[0]: ids for name, ids in used.items()} in (  # both seeds of a point on one device
+      {keys[0]: [0], keys[1]: [1]}, {keys[0]: [1], keys[1]: [0]})
+  assert f"{keys[0]} seeds 0, 1 on cpu:" in stdout
+  together, alone = numbers(tmp_path), numbers(reference)
+  assert together.keys() == alone.keys()
+  for name in alone:  # the same runs, but for the float rounding of the seeds' batched convolutions
+    for got, expected in zip(together[name], alone[name]):
+      assert got == pytest.approx(expected, rel=1e-3, abs=1e-3), name
+
+
+def test_seeds_together_over_every_device_is_refused(tmp_path):
+  done = subprocess.run(command(tmp_path, "--seeds-together", "--data-parallel-runs"), env=environment(2),
+                        capture_output=True, text=True, cwd=ROOT, timeout=300)
+  assert done.returncode == 2 and "--seeds-together trains each point's seeds on one device" in done.stderr
+  assert not (tmp_path / "runs").exists()  # refused before any run
