@@ -158,6 +158,7 @@ def test_a_sigterm_between_the_flagships_experiments_starts_no_other_and_exits_0
   assert f"before claim 3/{len(why_gap_works.CLAIMS)}" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_seeds_together_measure_what_runs_one_at_a_time_measure(tmp_path):
   exp = tiny_experiment("position")
   apart = run(exp, tmp_path / "apart", quick=True, seeds=2)

@@ -232,6 +232,7 @@ def test_seeds_together_put_a_group_of_seeds_on_each_device(tmp_path, reference)
       assert got == pytest.approx(expected, rel=1e-3, abs=1e-3), name
 
 
+@pytest.mark.slow  # a Python process
 def test_seeds_together_over_every_device_is_refused(tmp_path):
   done = subprocess.run(command(tmp_path, "--seeds-together", "--data-parallel-runs"), env=environment(2),
                         capture_output=True, text=True, cwd=ROOT, timeout=300)

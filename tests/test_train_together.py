@@ -75,3 +75,21 @@ def test_together_refuses_configs_that_differ_beyond_the_seed(tmp_path, tiny_con
   with pytest.raises(ValueError, match="seed alone"):
     train_together([seeded(tiny_config, 0), other], [tmp_path / "a", tmp_path / "b"])
   assert not (tmp_path / "a").exists()  # refused before anything is written
+
+
+@pytest.mark.slow  # four runs
+def test_streamed_seeds_together_train_as_alone(tmp_path):
+  """The streamed route's batches (a new one each step) stack as the in-memory route's training set does."""
+  from data_routes_check import tiny_mnist_config
+  from test_data_routes import prepared
+  c = tiny_mnist_config(str(tmp_path / "tfds"))
+  prepared(tmp_path, "mnist", c)
+  c.update(data_route="stream", num_train_steps=4, eval_every_steps=4)
+  configs = [c.copy_and_resolve_references() for _ in range(2)]
+  configs[1].seed = 1
+  together = train_together(configs, [tmp_path / f"together{s}" for s in range(2)])
+  assert [r["trained_together"] for r in together] == [2, 2]
+  for s, config in enumerate(configs):
+    alone = train_and_evaluate(config, tmp_path / f"alone{s}")
+    np.testing.assert_allclose(together[s]["final"]["test_loss"], alone["final"]["test_loss"], rtol=1e-4)
+    assert_same_params(params_of(tmp_path / f"together{s}"), params_of(tmp_path / f"alone{s}"))
