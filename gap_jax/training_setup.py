@@ -3,8 +3,9 @@ and optimizer, and the jitted init, train step, evaluation and epoch order (gap_
 loop, load_trained, the benchmarks and the tests all build it here, so they all run the same computation.
 
 Two data routes (config.data_route), one batch order (gap_jax/steps.py): "memory" holds this process's shard
-of the training set in device memory and gathers each batch on device; "stream" reads this process's part of
-each batch from the training set's files (gap_jax/data/stream.py) and assembles the global batch on device.
+of the training set in device memory and gathers each batch on device (with several processes it reads only that
+shard of tfds's files); "stream" reads this process's part of each batch from the training set's files
+(gap_jax/data/stream.py) and assembles the global batch on device.
 """
 
 import dataclasses
@@ -18,7 +19,7 @@ import numpy as np
 import optax
 
 from gap_jax import parallel
-from gap_jax.data import Dataset, Split, load_dataset, stream
+from gap_jax.data import Dataset, Split, load_dataset, plan, stream
 from gap_jax.errors import UserError
 from gap_jax.models import build_model
 from gap_jax.optim import make_optimizer, make_schedule
@@ -85,17 +86,22 @@ class TrainingSetup:
 
 
 def load_route(config) -> Dataset:
-  """The run's data as its route takes them: loaded into host memory, or opened for streaming."""
+  """The run's data as its route takes them: loaded into host memory, or opened for streaming. With several
+  processes the in-memory route opens tfds's files as the streamed route does (what is fitted on the whole
+  training set comes from each process's 1/P of it, cached), and build_training_setup reads this process's shard
+  alone into memory; a local source (generated data, IDX files) is loaded whole and cut."""
   route = config.get("data_route", "memory")
   if route not in ROUTES:
     raise UserError(f"unknown data_route {route!r}: choose one of {list(ROUTES)}")
-  return stream.open_dataset(config) if route == "stream" else load_dataset(config)
+  if route == "stream" or (jax.process_count() > 1 and plan(config)[2] == "tfds"):
+    return stream.open_dataset(config)
+  return load_dataset(config)
 
 
 def build_training_setup(config, data: Dataset | None = None, mesh: jax.sharding.Mesh | None = None) -> TrainingSetup:
   """The set-up `config` describes, on `data` (default: its route's load_route(config)) and `mesh` (default:
-  every device, or this thread's parallel.use_devices). With several processes an in-memory training set is cut
-  to this process's shard. Refuses, with a UserError, a batch larger than a shard and a model that cannot take
+  every device, or this thread's parallel.use_devices). With several processes the in-memory route holds this
+  process's shard alone: cut from a training set in memory, or read alone from records (load_route). Refuses, with a UserError, a batch larger than a shard and a model that cannot take
   the images."""
   data = load_route(config) if data is None else data
   num_examples = len(data.train)
@@ -113,6 +119,8 @@ def build_training_setup(config, data: Dataset | None = None, mesh: jax.sharding
                                                    data.train.labels[start:start + shard].copy()))
   else:
     scored = data.train.read(np.arange(scored))
+    if config.get("data_route", "memory") == "memory":  # records opened by load_route: read this shard alone
+      data = dataclasses.replace(data, train=data.train.read(np.arange(start, start + shard)))
   total_steps = config.num_train_steps or math.ceil(config.num_epochs * steps_per_epoch)
   model = build_model(config, data.num_classes)
   mesh = parallel.make_mesh() if mesh is None else mesh
