@@ -87,3 +87,16 @@ def test_a_sigterm_while_a_run_is_measured_lets_it_finish_and_starts_no_other(tm
     signal.signal(signal.SIGTERM, previous)
   assert stop.value.code == 0 and len(measured) == 1 and not leaked
   assert "3 of 4 runs unfinished" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_shards_train_their_seeds_together(tmp_path):
+  """Each shard groups the seeds of a point that it holds: shard 0 of 2 holds seeds 0 and 2 of every point."""
+  exp = experiments.get("position")
+  small = dataclasses.replace(exp, sweep=lambda quick: tiny(exp.sweep(True)))
+  assert run_shard(small, tmp_path, (0, 2), quick=True, seeds=4, seeds_together=True) is None
+  together = lambda seed: {json.loads(p.read_text())["trained_together"]
+                           for p in tmp_path.glob(f"runs/*/seed{seed}/results.json")}
+  assert together(0) == together(2) == {2} and together(1) == set()
+  results = run_shard(small, tmp_path, (1, 2), quick=True, seeds=4, seeds_together=True)
+  assert together(1) == together(3) == {2} and results["seeds"] == 4 and (tmp_path / "report.md").exists()
