@@ -19,7 +19,9 @@ OVERRIDES = ["--config.num_train_steps=6", "--config.eval_every_steps=6", "--con
 
 
 def command(workdir):
-  return [sys.executable, "-m", "gap_jax.main", "--config", str(ROOT / "gap_jax/configs/synthetic.py"),
+  """One process of a multi-host run, as the README starts it on every host (launch.sh execs into .venv's Python:
+  the signals the tests send reach the run itself)."""
+  return ["bash", str(ROOT / "launch.sh"), "distributed", "--config", str(ROOT / "gap_jax/configs/synthetic.py"),
           "--workdir", str(workdir), *OVERRIDES]
 
 
@@ -39,7 +41,7 @@ def test_two_processes_of_two_devices_match_one_process_of_four_on_their_batches
   coordinator = f"localhost:{free_port()}"
   procs = []
   for pid in range(2):
-    env = dict(os.environ, JAX_NUM_CPU_DEVICES="2", GAP_JAX_DISTRIBUTED="1",
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES="2",  # launch.sh distributed sets GAP_JAX_DISTRIBUTED
                JAX_COORDINATOR_ADDRESS=coordinator, GAP_JAX_NUM_PROCESSES="2", GAP_JAX_PROCESS_ID=str(pid))
     procs.append(subprocess.Popen(command(tmp_path / "multi") + SGD, env=env, cwd=ROOT, text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE))

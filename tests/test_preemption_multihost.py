@@ -22,7 +22,7 @@ STEPS = ["--config.num_train_steps=40", "--config.eval_every_steps=40", "--confi
 def launch(workdir, coordinator):
   procs = []
   for pid in range(2):
-    env = dict(os.environ, JAX_NUM_CPU_DEVICES="2", GAP_JAX_DISTRIBUTED="1", JAX_COORDINATOR_ADDRESS=coordinator,
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES="2", JAX_COORDINATOR_ADDRESS=coordinator,
                GAP_JAX_NUM_PROCESSES="2", GAP_JAX_PROCESS_ID=str(pid))
     procs.append(subprocess.Popen(command(workdir) + STEPS, env=env, cwd=ROOT, text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE))
