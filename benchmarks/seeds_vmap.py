@@ -16,13 +16,12 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from gap_jax.configs import default
 from gap_jax.data import Dataset, Split
 from gap_jax.data.specs import SPECS
-from gap_jax.steps import run_keys
+from gap_jax.steps import run_keys, stacked
 from gap_jax.training_setup import build_training_setup
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -69,14 +68,12 @@ def contestants(name: str, seeds: int, steps: int):
 
   # Together: what --seeds-together runs (gap_jax/train.py train_together): the set-up's vmapped step over the
   # seeds' states, data, orders, keys and (mean, std), each stacked on a leading seed axis.
-  stack = lambda xs: jax.tree.map(lambda *x: jnp.stack(x), *xs)
-  stacked = [stack(states)]
-  data_S = (stack([images] * seeds), stack([labels] * seeds), stack(orders), stack(keys),
-            *(stack([b] * seeds) for b in step.bound))
+  state_S = [stacked(states)]
+  data_S = stacked([(images, labels, order, key, *step.bound) for order, key in zip(orders, keys)])
 
   def vmapped():
-    stacked[0], _ = together(stacked[0], *data_S)
-    return stacked[0].params
+    state_S[0], _ = together(state_S[0], *data_S)
+    return state_S[0].params
 
   t = time.perf_counter()
   jax.block_until_ready(vmapped())

@@ -183,21 +183,20 @@ def run_seeds(exp: Experiment, point: Point, seeds: list[int], runs_dir: epath.P
   run is kept in the workdir's previous/)."""
   measured = {seed: finished_measure(point, seed, runs_dir) for seed in seeds}
   unmeasured = [seed for seed in seeds if measured[seed] is None]
-  results = {}
-  for seed in unmeasured:
-    workdir, config = run_dir(runs_dir, point, seed), seed_config(point, seed)
-    if stored_config_differences(workdir, config) == [] and (workdir / "results.json").exists():
-      results[seed] = json.loads((workdir / "results.json").read_text())  # trained, measured in another format
+  workdirs = {seed: run_dir(runs_dir, point, seed) for seed in unmeasured}
+  configs = {seed: seed_config(point, seed) for seed in unmeasured}
+  results = {seed: json.loads((workdirs[seed] / "results.json").read_text())  # trained, measured in another format
+             for seed in unmeasured
+             if stored_config_differences(workdirs[seed], configs[seed]) == []
+             and (workdirs[seed] / "results.json").exists()}
   untrained = [seed for seed in unmeasured if seed not in results]
   if untrained:
-    label = f"{point.key}/seed{','.join(map(str, untrained))}"
-    trained = train_together([seed_config(point, seed) for seed in untrained],
-                             [run_dir(runs_dir, point, seed) for seed in untrained],
-                             on_config_change="fresh", stop=stop, label=label)
-    results.update(zip(untrained, trained))
+    results.update(zip(untrained, train_together(
+        [configs[seed] for seed in untrained], [workdirs[seed] for seed in untrained], on_config_change="fresh",
+        stop=stop, label=f"{point.key}/seed{','.join(map(str, untrained))}")))
   for seed in unmeasured:
     if results[seed] is not None:
-      measured[seed] = measure_run(exp, point, run_dir(runs_dir, point, seed), results[seed])
+      measured[seed] = measure_run(exp, point, workdirs[seed], results[seed])
   return [measured[seed] for seed in seeds]
 
 

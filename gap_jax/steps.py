@@ -151,6 +151,12 @@ def _make_update(model, tx, config):
   return update
 
 
+def stacked(trees: list):
+  """Several runs' pytrees (states, arguments) as one, each leaf stacked on a leading run axis: what the step
+  made with `together` takes."""
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
 def _jit_step(step, mesh, config, together: bool):
   """The jitted step, or with `together` jax.vmap of it: several runs' steps as one, each argument (states, data,
   keys, the data's statistics) stacked on a leading run axis (gap_jax/train.py train_together). vmap inside the

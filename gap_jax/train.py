@@ -26,7 +26,7 @@ from gap_jax.cpu.identity import cpu_identity
 from gap_jax.errors import UserError
 from gap_jax.metric_writer import MetricWriter
 from gap_jax.preemption import StopRequest, stop_request
-from gap_jax.steps import Bound, run_keys
+from gap_jax.steps import Bound, run_keys, stacked
 from gap_jax.training_setup import build_training_setup, without_seed
 from gap_jax.validate import validate_config
 from gap_jax.workdir import prepare_workdir, record_config, staging_folder, unstage, workdir_path
@@ -93,10 +93,6 @@ def _summarize(fetched: list[dict], first_step: int, run: str = "") -> dict[str,
       raise UserError(f"{bad[0]} became {m[bad[0]]} at step {first_step + i + 1}{run}: the run is stopped and "
                       "its last good checkpoint kept; lower the learning_rate or check the data")
   return {f"train/{k}": float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
-
-
-def _stack(trees):
-  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
 class _Stacked:
@@ -185,10 +181,10 @@ def train_together(configs, workdirs, *, stop_after_steps: int | None = None, on
     next_args = lambda: next(batches[0])
     seed_state = lambda state, i: state
   else:
-    state, step_key = _stack([s for _, s in restored]), jnp.stack([k[2] for k in keys])
-    step_fn = Bound(run.train_steps_together, _stack([r.train_step.bound for r in runs]))
-    stacked = _Stacked()
-    next_args = lambda: stacked([next(b) for b in batches])
+    state, step_key = stacked([s for _, s in restored]), stacked([k[2] for k in keys])
+    step_fn = Bound(run.train_steps_together, stacked([r.train_step.bound for r in runs]))
+    stack_args = _Stacked()
+    next_args = lambda: stack_args([next(b) for b in batches])
     seed_state = lambda state, i: jax.tree.map(lambda x: x[i], state)
   names = [f" (run {w})" if together > 1 else "" for w in workdirs]
   eval_every = config.eval_every_steps or steps_per_epoch
@@ -231,7 +227,7 @@ def train_together(configs, workdirs, *, stop_after_steps: int | None = None, on
           fetched = jax.device_get(pending)  # before any save: never checkpoint a NaN
           summaries = [_summarize([seed_state(m, i) for m in fetched], step_log, names[i]) for i in range(together)]
           now = time.time()
-          for summary, c, writer in zip(summaries, configs, writers):
+          for summary, writer in zip(summaries, writers):
             summary["train/images_per_s"] = (done - step_log) * config.batch_size / (now - t_log)
             summary["train/learning_rate"] = float(run.schedule(step))
             writer.write(done, summary)
@@ -276,7 +272,7 @@ def train_together(configs, workdirs, *, stop_after_steps: int | None = None, on
   if done < total_steps:
     return [None] * together
 
-  wall_time_s = time.time() - t_start
+  wall_time_s, machine = time.time() - t_start, hardware(run.mesh)  # the runs share one mesh
   all_results = []
   for i, (c, w, r, (x, y)) in enumerate(zip(configs, workdirs, runs, scored)):
     n_train = len(r.scored)
@@ -289,7 +285,7 @@ def train_together(configs, workdirs, *, stop_after_steps: int | None = None, on
     results = {"final": final, "steps": total_steps, "epochs": total_steps / steps_per_epoch,
                "train_examples_scored": n_train, "seed": c.seed, "evaluated_split": r.data.eval_split,
                "wall_time_s": wall_time_s / together, "trained_together": together,
-               "resumed_from_step": start, "hardware": hardware(r.mesh),
+               "resumed_from_step": start, "hardware": machine,
                "config": json.loads(c.to_json_best_effort())}
     if primary:
       (w / "results.json").write_text(json.dumps(results, indent=2))

@@ -101,8 +101,8 @@ def load_route(config) -> Dataset:
 def build_training_setup(config, data: Dataset | None = None, mesh: jax.sharding.Mesh | None = None) -> TrainingSetup:
   """The set-up `config` describes, on `data` (default: its route's load_route(config)) and `mesh` (default:
   every device, or this thread's parallel.use_devices). With several processes the in-memory route holds this
-  process's shard alone: cut from a training set in memory, or read alone from records (load_route). Refuses, with a UserError, a batch larger than a shard and a model that cannot take
-  the images."""
+  process's shard alone: cut from a training set in memory, or read alone from records (load_route). Refuses,
+  with a UserError, a batch larger than a shard and a model that cannot take the images."""
   data = load_route(config) if data is None else data
   num_examples = len(data.train)
   start, shard = parallel.process_shard(num_examples)
