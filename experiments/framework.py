@@ -273,15 +273,19 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def run_shard(exp: Experiment, out_dir: epath.Path, shard: tuple[int, int], quick: bool = False,
-              seeds: int = 3, data_parallel_runs: bool = False, seeds_together: bool = False) -> dict | None:
+              seeds: int = 3, data_parallel_runs: bool = False, seeds_together: bool = False,
+              report: bool = True) -> dict | None:
   """Train and measure shard i of n of the experiment's (point, seed) runs (spread over this process's devices
   as train_runs says); the invocations may run at once on other devices or hosts that share `out_dir`. The one
-  that finds every run finished writes the report (and returns the results); the others return None."""
+  that finds every run finished writes the report (and returns the results), unless `report` is False (the
+  report is then another invocation's: --runs-only); the others return None."""
   i, n = shard
   points = exp.sweep(quick)
   runs = [(point, seed) for point in points for seed in range(seeds)]
   train_runs(exp, runs[i::n], epath.Path(out_dir) / "runs", data_parallel_runs, shard=f"shard {i}/{n}: ",
              seeds_together=seeds_together)
+  if not report:
+    return None
   left = sum(finished_measure(point, seed, epath.Path(out_dir) / "runs") is None for point, seed in runs)
   if left:
     print(f"[{exp.name}] shard {i}/{n} done; {left} of {len(runs)} runs are still with other shards: the "

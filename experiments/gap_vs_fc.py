@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> None:
   with experiment_process():
     exp = experiment(args.dataset, tuple(sorted(set(args.sizes))) if args.sizes else None)
     out = workdir_path(args.out, "--out") if args.out else Path("results") / (exp.name + ("-quick" if args.quick else ""))
-    train_sweep(exp, out, args.quick, args.seeds, args.shard, args.data_parallel_runs, args.seeds_together)
+    train_sweep(exp, out, args.quick, args.seeds, args.shard, args.data_parallel_runs, args.seeds_together,
+                args.workers, args.runs_only)
 
 
 if __name__ == "__main__":

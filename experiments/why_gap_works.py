@@ -60,12 +60,13 @@ CLAIMS = (
 
 
 def run(out_dir: Path = Path("results") / NAME, seeds: int = 3, components_dir: Path = Path("results"),
-        get=experiments.get, seeds_together: bool = False) -> dict:
+        get=experiments.get, seeds_together: bool = False, workers: int = 1, started: float | None = None) -> dict:
   """Run (or reuse) every claim's quick experiment, then write the combined report. `get(name)` returns
-  the Experiment to run (tests pass smaller ones); `seeds_together` trains each point's seeds together."""
+  the Experiment to run (tests pass smaller ones); `seeds_together` trains each point's seeds together. When
+  `workers` processes trained the runs first (run_shard), `started` is when they started."""
   out_dir = Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
-  t0 = time.time()
+  t0 = started or time.time()
   claims = []
   with stop_request() as stop:  # the command's (experiments/__main__.py), else one for these sweeps
     for i, (claim, name, _) in enumerate(CLAIMS):
@@ -82,13 +83,26 @@ def run(out_dir: Path = Path("results") / NAME, seeds: int = 3, components_dir: 
                      "report": os.path.relpath(sub_dir / "report.md", out_dir),
                      "figures": [os.path.relpath(sub_dir / f, out_dir) for f in r["figures"]]})
   results = {"experiment": NAME, "question": QUESTION, "answer_under_test": ANSWER, "claims": claims,
-             "wall_time_s": time.time() - t0, "finished": time.strftime("%Y-%m-%d %H:%M %Z"),
+             "wall_time_s": time.time() - t0, "workers": workers, "finished": time.strftime("%Y-%m-%d %H:%M %Z"),
              "hardware": hardware()}
   (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
   (out_dir / "report.md").write_text(render(results))
   print(f"[{NAME}] " + ", ".join(f"{c['experiment']}: {c['verdict']['verdict']}" for c in claims))
   print(f"[{NAME}] report: {out_dir / 'report.md'}")
   return results
+
+
+def run_shard(shard: tuple[int, int], seeds: int = 3, components_dir: Path = Path("results"), get=experiments.get,
+              seeds_together: bool = False) -> None:
+  """Train and measure shard i of n of every claim's quick runs, in run()'s order, writing no report: one worker's
+  part (experiments/workers.py); run() then writes every report from the finished runs."""
+  with stop_request() as stop:
+    for i, (_, name, _) in enumerate(CLAIMS):
+      if stop.requested:
+        raise framework.SweepStopped(f"{stop.reason} before claim {i + 1}/{len(CLAIMS)} ({name}); run the same "
+                                     "command to resume")
+      framework.run_shard(get(name), Path(components_dir) / f"{name}-quick", shard, quick=True, seeds=seeds,
+                          seeds_together=seeds_together, report=False)
 
 
 def render(results: dict) -> str:
@@ -106,8 +120,8 @@ def render(results: dict) -> str:
   lines += ["", f"{counts['supported']} of {len(claims)} claims supported, {counts['refuted']} refuted, "
             f"{counts['inconclusive']} inconclusive. Training time of all runs "
             f"{sum(c['train_time_s'] for c in claims) / 60:.1f} min; wall time of the invocation that wrote this "
-            f"report {results['wall_time_s'] / 60:.1f} min (finished runs are reused, not rerun), finished "
-            f"{results['finished']} on {machine(results)}.", ""]
+            f"report {results['wall_time_s'] / 60:.1f} min{in_workers(results)} (finished runs are reused, not "
+            f"rerun), finished {results['finished']} on {machine(results)}.", ""]
   for i, c in enumerate(claims, 1):
     lines += [f"## {i}. {c['experiment']}: {c['verdict']['verdict']}", "", f"**Claim.** {c['claim']}", "",
               f"**Hypothesis.** {c['hypothesis']}", "", f"**Decision rule.** {c['decision_rule']}", "",
@@ -119,6 +133,11 @@ def render(results: dict) -> str:
     lines += [f"![{Path(f).name}]({f})" for f in c["figures"]]
     lines += ["", f"Full table: [{c['report']}]({c['report']})", ""]
   return "\n".join(lines + answer(claims))
+
+
+def in_workers(results: dict) -> str:
+  workers = results.get("workers", 1)  # reports written before --workers have none
+  return f", the runs in {workers} worker processes" if workers > 1 else ""
 
 
 def answer(claims: list[dict]) -> list[str]:
