@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gap_jax entry point. Sets up .venv on first use, then runs a command:
-#   ./launch.sh                 the main job: why_gap_works, every claim's experiment in one report (~15 min
+#   ./launch.sh                 the main job: why_gap_works, every claim's experiment in one report (~12 min
 #                               on 2 CPU cores): results/why_gap_works/report.md
 #   ./launch.sh fashion         NiN + GAP on Fashion-MNIST (89% test accuracy in ~7 min on 2 CPU cores)
 #   ./launch.sh train --config gap_jax/configs/<name>.py --workdir <dir> [--config.<field>=<value> ...]
