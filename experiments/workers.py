@@ -20,7 +20,7 @@ from gap_jax.errors import UserError
 from gap_jax.preemption import stop_request
 
 CORES_ENV = "GAP_JAX_WORKER_CORES"  # a worker's cores, "0,1": it pins itself (pin_worker) before JAX starts threads
-# Each worker holds its own datasets and compiled programs (about 1 GB for the flagship's runs), so the flagship's
+# Each worker holds its own datasets and compiled programs (up to 1.7 GB for the flagship's runs), so the flagship's
 # default of one worker per core stops here on large hosts; --workers N sets any count.
 MAX_DEFAULT_WORKERS = 8
 
