@@ -35,9 +35,23 @@ def present_margin_maps(trained) -> tuple[np.ndarray, np.ndarray, GroundTruth]:
 
 
 def blurred(masks_NHW: np.ndarray, sigma: float) -> np.ndarray:
-  """Each mask blurred by an isotropic Gaussian of width sigma px (0: the mask), zero outside the image."""
+  """Each mask blurred by an isotropic Gaussian of width sigma px (0: the mask), zero outside the image: scipy's
+  gaussian_filter(mode="constant"), as two matrix products (a Gaussian is separable), 10x faster on these sizes."""
   masks = np.asarray(masks_NHW, np.float64)
-  return masks if sigma == 0 else ndimage.gaussian_filter(masks, (0, sigma, sigma), mode="constant")
+  if sigma == 0:
+    return masks
+  _, h, w = masks.shape
+  return gaussian_matrix(h, sigma) @ masks @ gaussian_matrix(w, sigma).T
+
+
+def gaussian_matrix(n: int, sigma: float, truncate: float = 4.0) -> np.ndarray:
+  """(n, n): row i is the Gaussian kernel that scipy.ndimage.gaussian_filter1d centres on pixel i (normalised over
+  its radius, truncate * sigma rounded), cut at the image's edges as zero padding cuts it."""
+  radius = int(truncate * sigma + 0.5)
+  kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+  kernel /= kernel.sum()
+  offset = np.arange(n)[None, :] - np.arange(n)[:, None]  # column minus row
+  return np.where(np.abs(offset) <= radius, kernel[np.clip(offset + radius, 0, 2 * radius)], 0.0)
 
 
 def blur_fit(maps_NHW: np.ndarray, masks_NHW: np.ndarray, sigmas) -> tuple[float, float]:

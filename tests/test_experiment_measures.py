@@ -55,6 +55,14 @@ def test_blur_fit_finds_the_blur_a_map_was_made_with_whatever_its_offset_and_sca
   assert [w for w, _ in fits[:2]] == [1.5, 4.0] and fits[2][1] == 0  # several maps at once, each its own fit
 
 
+@pytest.mark.parametrize("sigma", [0.3, 1.0, 2.5, 7.0, 20.0])  # up to a kernel wider than the image
+def test_blurred_is_scipys_gaussian_filter_with_zeros_outside(sigma):
+  from scipy import ndimage
+  masks = np.random.default_rng(0).random((3, 11, 17)) < 0.3
+  expected = ndimage.gaussian_filter(masks.astype(np.float64), (0, sigma, sigma), mode="constant")
+  np.testing.assert_allclose(blurred(masks, sigma), expected, rtol=1e-12, atol=1e-15)
+
+
 def test_passive_overlap_is_the_mask_correlated_with_the_field_about_its_unit():
   """A one-pixel object and a field that weighs the pixel one right of the unit: the object shows up at
   the unit one left of it. A uniform 3x3 field gives each unit the share of its 3x3 window on the object."""
