@@ -26,12 +26,22 @@ MAX_DEFAULT_WORKERS = 8
 
 
 def default_count() -> int:
-  """The flagship's default: one worker per core of a CPU host (up to MAX_DEFAULT_WORKERS); 1 on an accelerator
-  or in a multi-process job."""
+  """The flagship's default: one worker per core this process may use (up to MAX_DEFAULT_WORKERS); 1 on an
+  accelerator or in a multi-process job."""
   import jax
   if jax.default_backend() != "cpu" or jax.process_count() > 1:
     return 1
-  return min(len(os.sched_getaffinity(0)), MAX_DEFAULT_WORKERS)
+  return max(1, min(len(os.sched_getaffinity(0)), cpu_quota(), MAX_DEFAULT_WORKERS))
+
+
+def cpu_quota(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+  """The cores' worth of time a cgroup v2 quota allows (a container's --cpus, rounded down), or a large number
+  where there is none: a container may see every core of its host and be allowed two."""
+  try:
+    quota, period = open(cpu_max).read().split()[:2]
+    return int(quota) // int(period) if quota != "max" else 1 << 30
+  except (OSError, ValueError):
+    return 1 << 30
 
 
 def core_shares(n: int, cores=None) -> list[list[int]]:

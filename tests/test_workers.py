@@ -59,6 +59,14 @@ def test_core_shares_cover_every_core_once(cores, n):
   assert sorted(c for s in shares for c in s) == sorted(cores)
 
 
+@pytest.mark.parametrize("text,cores", [("200000 100000\n", 2), ("150000 100000", 1), ("max 100000", 1 << 30),
+                                        ("", 1 << 30)])
+def test_a_containers_cpu_quota_counts_its_cores(tmp_path, text, cores):
+  (tmp_path / "cpu.max").write_text(text)
+  assert workers.cpu_quota(str(tmp_path / "cpu.max")) == cores
+  assert workers.cpu_quota(str(tmp_path / "absent")) == 1 << 30
+
+
 @pytest.mark.parametrize("n", [0, 3])
 def test_more_workers_than_cores_is_refused(n):
   with pytest.raises(UserError, match="choose 1 to 2"):
