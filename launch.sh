@@ -11,6 +11,7 @@
 #   ./launch.sh test [--fast] [pytest args]   the suite (what CI runs); --fast leaves out the slow runs
 #   ./launch.sh bench [--quick] [--parts ...]   training images/s, ours beside PyTorch (benchmarks/README.md)
 #   ./launch.sh bench-seeds                 seeds trained together (jax.vmap) vs one after another
+#   ./launch.sh bench-workers               one process over every core vs one process per core (--workers)
 #   ./launch.sh bench-conv                  every NiN convolution alone: XLA, oneDNN, PyTorch
 #   ./launch.sh setup [--cuda12|--cuda13|--tpu]   only create/update .venv (run once before a multi-host
 #                                           job); the flag installs jax for that accelerator, and is remembered
@@ -90,6 +91,9 @@ case "$cmd" in
   bench-seeds)
     setup
     exec "$PY" benchmarks/seeds_vmap.py "$@" ;;
+  bench-workers)
+    setup
+    exec "$PY" benchmarks/workers.py "$@" ;;
   bench-conv)
     setup
     exec "$PY" benchmarks/conv_layers.py "$@" ;;

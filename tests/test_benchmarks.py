@@ -86,3 +86,20 @@ def test_device_peaks_by_device_kind():
   assert device_peaks.peak_tflops("NVIDIA H200", "float32") == 495.0  # TF32, JAX's default for fp32 on GPU
   assert device_peaks.peak_tflops("TPU v5 lite", "bfloat16") == 197.0  # v5e, not v5p
   assert device_peaks.peak_tflops("cpu", "float32") is None
+
+
+@pytest.mark.slow
+def test_workers_bench_times_both_ways_and_writes_json(tmp_path):
+  import os
+  if len(os.sched_getaffinity(0)) < 2:
+    pytest.skip("needs 2 CPU cores")
+  out = tmp_path / "workers.json"
+  done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "workers.py"), "--workers", "2", "--steps", "1",
+                         "--rounds", "1", "--setups", "rfnet_shapes", "--json", str(out)],
+                        capture_output=True, text=True, timeout=600, cwd=ROOT)
+  assert done.returncode == 0, done.stderr[-3000:]
+  figures = json.loads(out.read_text())["setups"]["rfnet_shapes"]
+  assert figures["one_process_images_per_s"] > 0 and figures["processes_images_per_s"] > 0
+  assert figures["processes_over_one"][0] == pytest.approx(
+      figures["processes_images_per_s"] / figures["one_process_images_per_s"])  # one round: the ratio of medians
+  assert "2 processes" in done.stdout and "processes/one" in done.stdout
