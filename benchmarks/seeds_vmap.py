@@ -10,7 +10,6 @@ writes them to FILE: benchmarks/device_check.py's "seeds" part, the accelerator'
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -109,11 +108,7 @@ def main(argv=None) -> dict:
           flush=True)
     figures["setups"][name] = {"sequential_images_per_s": ips["sequential"], "vmap_images_per_s": ips["vmap"],
                                "vmap_over_sequential": list(r), "vmap_compile_s": compile_s}
-  print(f"load average at the end {os.getloadavg()[0]:.1f}")
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(figures, f, indent=2)
-  return figures
+  return timing.finish(figures, args.json)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ phases: every round times each of them once, in an order that rotates, and ratio
 round before the median over rounds.
 """
 
+import json
+import os
 import statistics
 import time
 
@@ -45,6 +47,15 @@ def timed(fn, steps: int, batch: int, sync=lambda out: None):
     sync(out)
     return (time.perf_counter() - t) / (steps * batch)
   return run
+
+
+def finish(figures: dict, json_path: str | None) -> dict:
+  """A benchmark's last line (the load it ended under) and its figures written as JSON where asked."""
+  print(f"load average at the end {os.getloadavg()[0]:.1f}")
+  if json_path:
+    with open(json_path, "w") as f:
+      json.dump(figures, f, indent=2)
+  return figures
 
 
 def conv_layers(blocks, image_shape, num_classes):

@@ -12,11 +12,13 @@ way has compiled, then times its steps, so the timed steps of the N processes ov
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import timing  # noqa: E402
 
 
 def child(args) -> None:
@@ -25,7 +27,6 @@ def child(args) -> None:
   malloc.restart_with_settings()  # the experiments' glibc settings (a re-exec: the pinning below comes after it)
   os.sched_setaffinity(0, [int(c) for c in args.cores.split(",")])  # before JAX sizes its thread pools
   import jax
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import seeds_vmap
   c, step, _, states, orders, keys, images, labels = seeds_vmap.setup(args.child, 1)
   state = states[0]
@@ -77,23 +78,17 @@ def main(argv=None) -> dict:
         f"{time.strftime('%Y-%m-%d %H:%M')}", flush=True)
   figures = {"workers": args.workers, "steps": args.steps, "setups": {}}
   for setup in args.setups.split(","):
-    samples = {way: [] for way in ways}
-    for r in range(args.rounds):
-      for way in (list(ways) if r % 2 == 0 else list(ways)[::-1]):  # alternate which way goes first
-        samples[way].append(machine_images_per_s(setup, ways[way], args.steps))
+    # Seconds per image of the whole machine, each way once a round, in turns (timing.interleave).
+    samples = timing.interleave({way: lambda shares=shares: 1 / machine_images_per_s(setup, shares, args.steps)
+                                 for way, shares in ways.items()}, args.rounds)
     one_way, many_way = samples.values()
-    per_round = [w / o for o, w in zip(one_way, many_way)]  # within a round: the load changes by the minute
-    one, many = statistics.median(one_way), statistics.median(many_way)
-    r = statistics.median(per_round)
+    one, many = timing.images_per_s(one_way), timing.images_per_s(many_way)
+    r = timing.ratio(many_way, one_way)
     print(f"{setup:18} one process {one:7.1f} img/s  {args.workers} processes {many:7.1f} img/s  "
-          f"processes/one {r:.2f}x [{min(per_round):.2f}-{max(per_round):.2f}]", flush=True)
+          f"processes/one {r[0]:.2f}x [{r[1]:.2f}-{r[2]:.2f}]", flush=True)
     figures["setups"][setup] = {"one_process_images_per_s": one, "processes_images_per_s": many,
-                                "processes_over_one": [r, min(per_round), max(per_round)]}
-  print(f"load average at the end {os.getloadavg()[0]:.1f}")
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(figures, f, indent=2)
-  return figures
+                                "processes_over_one": list(r)}
+  return timing.finish(figures, args.json)
 
 
 if __name__ == "__main__":
