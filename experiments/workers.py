@@ -88,12 +88,13 @@ def run(n: int, command: list[str] | None = None, poll_s: float = 0.1) -> None:
   command = command or [sys.executable, *sys.orig_argv[1:]]
   print(f"[workers] {n} processes on cores {', '.join('+'.join(map(str, s)) for s in shares)}", flush=True)
   with stop_request() as stop:
-    # The child pins itself: a preexec_fn would fork this process, whose JAX threads are running, in Python.
-    procs = [subprocess.Popen(worker_command(command, i, n), env={**os.environ, CORES_ENV: ",".join(map(str, s))})
-             for i, s in enumerate(shares)]
-    signalled = False
+    procs, signalled = [], False
     try:
-      while any(p.poll() is None for p in procs):
+      for i, s in enumerate(shares):
+        # The child pins itself: a preexec_fn would fork this process, whose JAX threads are running, in Python.
+        procs.append(subprocess.Popen(worker_command(command, i, n),
+                                      env={**os.environ, CORES_ENV: ",".join(map(str, s))}))
+      while None in [p.poll() for p in procs]:  # a list, not any(): every worker's exit is seen at once
         failed = [p for p in procs if p.returncode not in (None, 0)]
         if (stop.requested or failed) and not signalled:
           for p in procs:
@@ -101,7 +102,7 @@ def run(n: int, command: list[str] | None = None, poll_s: float = 0.1) -> None:
               p.send_signal(signal.SIGTERM)  # each saves its checkpoint at its next step
           signalled = True
         time.sleep(poll_s)
-    finally:  # this process interrupted (KeyboardInterrupt): no worker outlives it
+    finally:  # this process interrupted (KeyboardInterrupt, a failed start): no worker outlives it
       for p in procs:
         if p.poll() is None:
           p.terminate()

@@ -27,7 +27,7 @@ os.environ.get("GAP_JAX_WORKER_CORES") and os.sched_setaffinity(
     0, [int(c) for c in os.environ["GAP_JAX_WORKER_CORES"].split(",")])
 record = lambda **kw: open(os.path.join(out, shard + ".json"), "w").write(json.dumps(
     {"cores": sorted(os.sched_getaffinity(0)), "argv": sys.argv[3:], **kw}))
-if mode == "fail" and shard.startswith("0of"):
+if mode == "fail" and shard.startswith("1of"):  # the later worker: its exit must be seen while the first runs
     sys.exit(3)
 if mode == "ok":
     record()
@@ -110,9 +110,9 @@ def test_a_sigterm_reaches_every_worker_and_stops_the_command(tmp_path):
 
 def test_a_failing_worker_stops_the_others_and_is_named(tmp_path):
   two_cores()
-  with pytest.raises(UserError, match=r"worker 0/2 failed \(exit status 3"):
+  with pytest.raises(UserError, match=r"worker 1/2 failed \(exit status 3"):
     workers.run(2, command(tmp_path, "fail"))
-  assert json.loads((tmp_path / "1of2.json").read_text())["sigterm"] is True  # the other was stopped
+  assert json.loads((tmp_path / "0of2.json").read_text())["sigterm"] is True  # the other was stopped
 
 
 def test_a_shard_with_runs_only_writes_no_report(tmp_path, monkeypatch):
