@@ -57,26 +57,28 @@ def train_sweep(exp, out: Path, quick: bool, seeds: int | None, shard: str | Non
   """The whole sweep, or with `shard` ("i/n") this invocation's share of it (with `runs_only` no report); its
   runs spread over the local devices unless `data_parallel_runs`, or over `workers` processes of this CPU host
   first (experiments/workers.py); a point's seeds trained together with `seeds_together`."""
-  from experiments.framework import parse_shard, run, run_shard
+  from experiments import workers as cpu_workers
+  from experiments.framework import run, run_shard
   seeds = seeds or (QUICK_SEEDS if quick else FULL_SEEDS)
-  check_workers(workers, shard, runs_only)
-  if shard or runs_only:
-    run_shard(exp, out, parse_shard(shard or "0/1"), quick=quick, seeds=seeds, data_parallel_runs=data_parallel_runs,
+  share = own_share(workers, shard, runs_only)
+  if share:
+    run_shard(exp, out, share, quick=quick, seeds=seeds, data_parallel_runs=data_parallel_runs,
               seeds_together=seeds_together, report=not runs_only)
     return
-  if workers and workers > 1:
-    from experiments import workers as cpu_workers
-    cpu_workers.run(workers)  # every run trained and measured: below, the report alone
+  cpu_workers.run(workers or 1)  # every run trained and measured: below, the report alone
   run(exp, out, quick=quick, seeds=seeds, data_parallel_runs=data_parallel_runs, seeds_together=seeds_together)
 
 
-def check_workers(workers: int | None, shard: str | None, runs_only: bool) -> None:
-  """--workers N makes the shards itself: refused beside --shard or --runs-only."""
+def own_share(workers: int | None, shard: str | None, runs_only: bool) -> tuple[int, int] | None:
+  """This invocation's share (i, n) of the runs when it trains only that (--shard, --runs-only: 0/1 if no shard),
+  else None. --workers N makes the shards itself: refused beside them."""
+  from experiments.framework import parse_shard
   if workers is not None and workers < 1:
     raise UserError(f"--workers {workers}: give a number of processes, 1 or more")
   if workers and workers > 1 and (shard or runs_only):
     raise UserError("--workers N splits the runs into N shards itself: leave out --shard and --runs-only (or run "
                     "each shard yourself with --shard i/n)")
+  return parse_shard(shard or "0/1") if shard or runs_only else None
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
@@ -146,17 +148,14 @@ def main() -> None:
 def run_flagship(args) -> None:
   """The flagship: its components' runs (in one worker per core of a CPU host, unless --workers says otherwise),
   then every report; with --shard or --runs-only only the runs of that share (a worker's part)."""
-  from experiments import why_gap_works
-  from experiments.framework import parse_shard
+  from experiments import why_gap_works, workers
   seeds = args.seeds or QUICK_SEEDS
-  check_workers(args.workers, args.shard, args.runs_only)
-  if args.shard or args.runs_only:
-    why_gap_works.run_shard(parse_shard(args.shard or "0/1"), seeds=seeds, seeds_together=args.seeds_together)
+  share = own_share(args.workers, args.shard, args.runs_only)
+  if share:
+    why_gap_works.run_shard(share, seeds=seeds, seeds_together=args.seeds_together)
     return
-  from experiments import workers
   started, count = time.time(), args.workers or workers.default_count()
-  if count > 1:
-    workers.run(count)
+  workers.run(count)
   why_gap_works.run(args.out or Path("results") / args.name, seeds=seeds, seeds_together=args.seeds_together,
                     workers=count, started=started)
 

@@ -68,20 +68,15 @@ def run(out_dir: Path = Path("results") / NAME, seeds: int = 3, components_dir: 
   out_dir.mkdir(parents=True, exist_ok=True)
   t0 = started or time.time()
   claims = []
-  with stop_request() as stop:  # the command's (experiments/__main__.py), else one for these sweeps
-    for i, (claim, name, _) in enumerate(CLAIMS):
-      if stop.requested:  # SIGTERM after the last experiment's sweep: it finished its report, start no other
-        raise framework.SweepStopped(f"{stop.reason} before claim {i + 1}/{len(CLAIMS)} ({name}); the {i} finished "
-                                     "are kept: run the same command to resume")
-      print(f"[{NAME}] claim {i + 1}/{len(CLAIMS)}: {name}", flush=True)
-      sub_dir = Path(components_dir) / f"{name}-quick"
-      r = framework.run(get(name), sub_dir, quick=True, seeds=seeds, seeds_together=seeds_together)
-      claims.append({"claim": claim, "experiment": name, "hypothesis": r["hypothesis"],
-                     "decision_rule": r["decision_rule"], "verdict": r["verdict"], "controls": r["controls"],
-                     "seeds": seeds,
-                     "runs": sum(len(v) for v in r["runs"].values()), "train_time_s": r["train_time_s"],
-                     "report": os.path.relpath(sub_dir / "report.md", out_dir),
-                     "figures": [os.path.relpath(sub_dir / f, out_dir) for f in r["figures"]]})
+  for i, claim, name, sub_dir in each_claim(components_dir):
+    print(f"[{NAME}] claim {i + 1}/{len(CLAIMS)}: {name}", flush=True)
+    r = framework.run(get(name), sub_dir, quick=True, seeds=seeds, seeds_together=seeds_together)
+    claims.append({"claim": claim, "experiment": name, "hypothesis": r["hypothesis"],
+                   "decision_rule": r["decision_rule"], "verdict": r["verdict"], "controls": r["controls"],
+                   "seeds": seeds,
+                   "runs": sum(len(v) for v in r["runs"].values()), "train_time_s": r["train_time_s"],
+                   "report": os.path.relpath(sub_dir / "report.md", out_dir),
+                   "figures": [os.path.relpath(sub_dir / f, out_dir) for f in r["figures"]]})
   results = {"experiment": NAME, "question": QUESTION, "answer_under_test": ANSWER, "claims": claims,
              "wall_time_s": time.time() - t0, "workers": workers, "finished": time.strftime("%Y-%m-%d %H:%M %Z"),
              "hardware": hardware()}
@@ -96,13 +91,21 @@ def run_shard(shard: tuple[int, int], seeds: int = 3, components_dir: Path = Pat
               seeds_together: bool = False) -> None:
   """Train and measure shard i of n of every claim's quick runs, in run()'s order, writing no report: one worker's
   part (experiments/workers.py); run() then writes every report from the finished runs."""
+  for _, _, name, sub_dir in each_claim(components_dir):
+    framework.run_shard(get(name), sub_dir, shard, quick=True, seeds=seeds, seeds_together=seeds_together,
+                        report=False)
+
+
+def each_claim(components_dir: Path):
+  """(i, claim, experiment name, its quick runs' folder) for each claim in order. Under the command's stop request
+  (experiments/__main__.py; else one for these sweeps): a SIGTERM during one claim's work lets it finish and
+  starts no other."""
   with stop_request() as stop:
-    for i, (_, name, _) in enumerate(CLAIMS):
+    for i, (claim, name, _) in enumerate(CLAIMS):
       if stop.requested:
-        raise framework.SweepStopped(f"{stop.reason} before claim {i + 1}/{len(CLAIMS)} ({name}); run the same "
-                                     "command to resume")
-      framework.run_shard(get(name), Path(components_dir) / f"{name}-quick", shard, quick=True, seeds=seeds,
-                          seeds_together=seeds_together, report=False)
+        raise framework.SweepStopped(f"{stop.reason} before claim {i + 1}/{len(CLAIMS)} ({name}); the {i} finished "
+                                     "are kept: run the same command to resume")
+      yield i, claim, name, Path(components_dir) / f"{name}-quick"
 
 
 def render(results: dict) -> str:

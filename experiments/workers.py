@@ -28,8 +28,7 @@ MAX_DEFAULT_WORKERS = 8
 def default_count() -> int:
   """The flagship's default: one worker per core this process may use (up to MAX_DEFAULT_WORKERS); 1 on an
   accelerator or in a multi-process job."""
-  import jax
-  if jax.default_backend() != "cpu" or jax.process_count() > 1:
+  if not_allowed():
     return 1
   return max(1, min(len(os.sched_getaffinity(0)), cpu_quota(), MAX_DEFAULT_WORKERS))
 
@@ -53,16 +52,17 @@ def core_shares(n: int, cores=None) -> list[list[int]]:
   return [cores[i * len(cores) // n:(i + 1) * len(cores) // n] for i in range(n)]
 
 
-def check_allowed() -> None:
-  """Workers are processes of one CPU host: refused on an accelerator (its runs spread over the devices) and in
-  a multi-process job (every process takes part in every run)."""
+def not_allowed() -> str | None:
+  """Why this process may not start workers, or None: they are processes of one CPU host, so not on an
+  accelerator (its runs spread over the devices) nor in a multi-process job (every process takes part in every
+  run)."""
   import jax
   if jax.process_count() > 1:
-    raise UserError("--workers starts processes on one host; in a multi-process job leave it out (or use --shard "
-                    "per job)")
+    return "--workers starts processes on one host; in a multi-process job leave it out (or use --shard per job)"
   if jax.default_backend() != "cpu":
-    raise UserError(f"--workers is for CPU hosts; on {jax.default_backend()} this command already trains one run per "
-                    "device at a time: leave --workers out")
+    return (f"--workers is for CPU hosts; on {jax.default_backend()} this command already trains one run per device "
+            "at a time: leave --workers out")
+  return None
 
 
 def pin_worker() -> None:
@@ -81,9 +81,12 @@ def worker_command(command: list[str], i: int, n: int) -> list[str]:
 
 def run(n: int, command: list[str] | None = None, poll_s: float = 0.1) -> None:
   """Run worker_command(command, i, n) for every i at once, each pinned to its share of the cores, and wait for
-  all. `command` defaults to this process's own command line. Raises SweepStopped on SIGTERM and UserError when
-  a worker fails (after the others stopped)."""
-  check_allowed()
+  all; nothing for n = 1 (the command trains its runs itself). `command` defaults to this process's own command
+  line. Raises SweepStopped on SIGTERM and UserError when a worker fails (after the others stopped)."""
+  if n <= 1:
+    return
+  if reason := not_allowed():
+    raise UserError(reason)
   shares = core_shares(n)
   command = command or [sys.executable, *sys.orig_argv[1:]]
   print(f"[workers] {n} processes on cores {', '.join('+'.join(map(str, s)) for s in shares)}", flush=True)

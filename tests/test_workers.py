@@ -14,7 +14,7 @@ import pytest
 
 import experiments
 from experiments import framework, why_gap_works, workers
-from experiments.__main__ import add_sweep_arguments, check_workers
+from experiments.__main__ import add_sweep_arguments, own_share
 from gap_jax.errors import UserError
 
 # A stand-in worker: records its cores and options, then exits as its argv[1] says: "ok" at once, "fail" with
@@ -84,7 +84,7 @@ def test_a_workers_options_override_the_commands():
 @pytest.mark.parametrize("options", [(2, "0/2", False), (2, None, True), (0, None, False)])
 def test_workers_beside_their_own_options_are_refused(options):
   with pytest.raises(UserError, match="--workers"):
-    check_workers(*options)
+    own_share(*options)
 
 
 def test_workers_run_pinned_to_their_own_cores(tmp_path):
