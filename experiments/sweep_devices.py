@@ -60,7 +60,7 @@ def map_on_devices(fn: Callable, items: Sequence, devices: Sequence) -> list:
           # hand SIGTERM to any thread (a run's, XLA's): an untimed join would hold the handler until every
           # run has finished.
           t.join(timeout=0.1)
-    except BaseException:  # Ctrl-C: the runs save their checkpoints before it propagates
+    except BaseException:  # a second Ctrl-C (the first is a stop request): the runs save before it propagates
       stop.request("KeyboardInterrupt")
       for t in threads:
         t.join()

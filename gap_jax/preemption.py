@@ -7,6 +7,11 @@ any process is passed to all of them, and `multihost_utils.reached_preemption_sy
 agreed step (the largest step any process had reached, plus one) on each. With one process the signal
 handler's flag decides alone.
 
+Ctrl-C in a one-process command does the same: the first SIGINT stops the loop at the next step with its
+checkpoint saved, and a second one interrupts at once (KeyboardInterrupt), as Python's default would. In a
+multi-process job SIGINT keeps its default: the preemption service passes on SIGTERM alone, and a process that
+stopped by itself would leave the others waiting.
+
 Python runs signal handlers in the main thread only, so runs that train in other threads (an experiment's runs
 spread over the devices, experiments/sweep_devices.py) share one StopRequest that the main thread entered: the
 handler's flag reaches them all, and `request` lets the code that started them stop them too.
@@ -17,6 +22,7 @@ between two trainings lets the current piece of work finish, and the loops start
 
 import contextlib
 import signal
+import sys
 import threading
 
 import jax
@@ -24,13 +30,14 @@ from jax.experimental import multihost_utils
 
 
 class StopRequest:
-  """While active, SIGTERM asks the loop to stop instead of killing the process: `reached(step)` says whether
-  to save and stop after `step`, the same step on every process."""
+  """While active, SIGTERM (and, in one process, a first Ctrl-C) asks the loop to stop instead of killing the
+  process: `reached(step)` says whether to save and stop after `step`, the same step on every process."""
 
   def __init__(self):
     self.requested = False
     self.reason = "SIGTERM"  # what asked, for the line each stopped run prints
     self._previous = None
+    self._previous_sigint = None
     self._agreed = False
     self._main = False
 
@@ -44,11 +51,20 @@ class StopRequest:
     if self._main:
       if not self._agreed:
         self._previous = signal.signal(signal.SIGTERM, self._handle)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job's shell ignores it: so do we
+          self._previous_sigint = signal.signal(signal.SIGINT, self._interrupt)
       _ENTERED.append(self)
     return self
 
   def _handle(self, signum, frame):
     self.requested = True
+
+  def _interrupt(self, signum, frame):
+    # The second Ctrl-C gets the handler this one replaced: Python's KeyboardInterrupt, or the caller's own.
+    signal.signal(signal.SIGINT, self._previous_sigint)
+    self.request("Ctrl-C")
+    print("\nCtrl-C: stopping at the next step, with a checkpoint saved (Ctrl-C again quits at once)",
+          file=sys.stderr, flush=True)
 
   def request(self, reason: str) -> None:
     """Ask every run that shares this request to stop as SIGTERM would (single process only); the first
@@ -68,6 +84,10 @@ class StopRequest:
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
       self._previous = None
+    if self._previous_sigint is not None:
+      if signal.getsignal(signal.SIGINT) == self._interrupt:  # else a first Ctrl-C already put it back
+        signal.signal(signal.SIGINT, self._previous_sigint)
+      self._previous_sigint = None
 
 
 _ENTERED: list[StopRequest] = []  # entered in the main thread, innermost last

@@ -1,5 +1,5 @@
 """--workers N: N processes of one CPU host, each pinned to its own cores, train a sweep's shards; a SIGTERM
-reaches every one, a failing one stops the others, and the command then writes the report from their runs."""
+or Ctrl-C reaches every one, a failing one stops the others, and the command then writes the report from their runs."""
 
 import argparse
 import dataclasses
@@ -95,16 +95,23 @@ def test_workers_run_pinned_to_their_own_cores(tmp_path):
   assert first["argv"][-5:] == ["--workers", "1", "--shard", "0/2", "--runs-only"]
 
 
-def test_a_sigterm_reaches_every_worker_and_stops_the_command(tmp_path):
+@pytest.mark.parametrize("signum,reason", [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")])
+def test_a_sigterm_or_ctrl_c_reaches_every_worker_and_stops_the_command(tmp_path, signum, reason):
+  """Ctrl-C at a terminal reaches the workers too (one process group); here the command alone gets it, and passes
+  it on."""
   two_cores()
+  before = signal.signal(signal.SIGINT, signal.default_int_handler)  # even where pytest runs in the background
 
   def signal_once_started():
     while len(list(tmp_path.glob("*.started"))) < 2:
       time.sleep(0.05)
-    os.kill(os.getpid(), signal.SIGTERM)
+    os.kill(os.getpid(), signum)
   threading.Thread(target=signal_once_started, daemon=True).start()
-  with pytest.raises(framework.SweepStopped, match="run the same command to resume"):
-    workers.run(2, command(tmp_path, "wait"))
+  try:
+    with pytest.raises(framework.SweepStopped, match=f"{reason}: .* run the same command to resume"):
+      workers.run(2, command(tmp_path, "wait"))
+  finally:
+    signal.signal(signal.SIGINT, before)
   assert [r["sigterm"] for r in recorded(tmp_path, 2)] == [True, True]
 
 
