@@ -128,6 +128,16 @@ def test_cifar10_points_are_the_papers_table5_rows():
       assert differs == ({"num_epochs"} if quick else set())
 
 
+@pytest.mark.parametrize("dataset,sizes,fewer", [("fashion_mnist", (60000,), True), ("cifar10", None, True),
+                                                  ("fashion_mnist", (1000, 4000), False)])
+def test_the_report_of_a_long_sweep_says_its_seeds_are_fewer(dataset, sizes, fewer):
+  """The issue asks the 60k run's report to say its seed count is what the compute allowed; the report prints the
+  decision rule. The default sweep's rule is the rule the committed full runs were decided by, unchanged."""
+  rule = gap_vs_fc.experiment(dataset, sizes).decision_rule
+  assert ("fewer seeds than the default sweep's 10" in rule) == fewer
+  assert rule.startswith(gap_vs_fc.EXPERIMENT.decision_rule)
+
+
 @pytest.mark.parametrize("args,message", [(["--sizes", "2000"], "no step count for 2000"),
                                           (["--dataset", "cifar10", "--sizes", "1000"], "--sizes is for fashion"),
                                           (["--dataset", "svhn"], "unknown dataset 'svhn'")])
