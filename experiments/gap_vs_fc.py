@@ -95,6 +95,13 @@ def generalization_gap(point: dict) -> dict:
   return summarize(np.subtract(point["train_accuracy"]["values"], point["test_accuracy"]["values"]))
 
 
+def minus_gaps(heads: dict) -> dict:
+  """FC's and FC + dropout's generalization gap minus GAP's, paired by seed (the heads at one seed share their
+  subset, initial key and batch order), from one size's point of each head."""
+  return {other: paired_difference(generalization_gap(heads[other]), generalization_gap(heads["gap"]))
+          for other in ("fc", "fc_dropout")}
+
+
 def decide(summaries: dict) -> Verdict:
   effect, lines, verdicts = {}, [], []
   groups = sorted({(p["params"]["dataset"], p["params"]["train_size"]) for p in summaries.values()})
@@ -107,9 +114,7 @@ def decide(summaries: dict) -> Verdict:
       lines.append(f"{where}: the sweep lacks {sorted(set(HEADS) - set(by))}.")
       continue
     gap = {h: generalization_gap(by[h]) for h in HEADS}
-    values = {h: {"values": gap[h]["values"]} for h in HEADS}
-    fc_minus_gap = paired_difference(values["fc"], values["gap"])  # the seeds share their subset and batches
-    dropout_minus_gap = paired_difference(values["fc_dropout"], values["gap"])
+    fc_minus_gap, dropout_minus_gap = minus_gaps(by).values()
     test_gap_minus_fc = paired_difference(by["gap"]["test_accuracy"], by["fc"]["test_accuracy"])
     verdicts.append("supported" if fc_minus_gap["lo"] > 0 else "refuted" if fc_minus_gap["hi"] < 0 else
                     "inconclusive")
@@ -164,11 +169,32 @@ def controls() -> list[Control]:
                   planted_summaries("refuted"))]
 
 
+def paired_gaps(summaries: dict) -> dict:
+  """Per (dataset, size) with every head: FC's and FC + dropout's generalization gap minus GAP's, paired by seed
+  (what decide rules on), as points for a figure."""
+  by = {}
+  for p in summaries.values():
+    by.setdefault((p["params"]["dataset"], p["params"]["train_size"]), {})[p["params"]["head"]] = p
+  points = {}
+  for (dataset, size), heads in by.items():
+    if set(heads) != set(HEADS):
+      continue
+    for other, difference in minus_gaps(heads).items():
+      points[f"{dataset}_{size}_{other}"] = {
+          "params": {"train_size": size, "comparison": f"{other.replace('_', ' + ')} - gap"},
+          "generalization_gap_difference": difference}
+  return points
+
+
 def figures(summaries: dict, out_dir) -> list[str]:
   from experiments.plots import metric_vs_param
   with_gap = {k: {**p, "generalization_gap": generalization_gap(p)} for k, p in summaries.items()}
-  return [metric_vs_param(with_gap, "train_size", m, "head", out_dir / f"{m}_by_size.png")
-          for m in ("generalization_gap", "test_accuracy")]
+  log_x = len({p["params"]["train_size"] for p in summaries.values()}) > 1  # sizes grow by factors
+  return [*(metric_vs_param(with_gap, "train_size", m, "head", out_dir / f"{m}_by_size.png", log_x=log_x)
+            for m in ("generalization_gap", "test_accuracy")),
+          metric_vs_param(paired_gaps(summaries), "train_size", "generalization_gap_difference", "comparison",
+                          out_dir / "paired_gap_difference_by_size.png", level=(0.0, "no difference (the rule's 0)"),
+                          log_x=log_x)]
 
 
 EXPERIMENT = Experiment(

@@ -21,7 +21,10 @@ def save_figure(fig, path, dpi: int = 120) -> str:
 
 
 def metric_vs_param(summaries: dict, param: str, metric: str, group: str, path: Path,
-                    reference: tuple[float, str] | None = None, chance: float | None = None) -> str:
+                    reference: tuple[float, str] | None = None, chance: float | None = None,
+                    level: tuple[float, str] | None = None, log_x: bool = False) -> str:
+  """Each group's metric (mean and 95% interval) against the param; `reference` a vertical line, `chance` or
+  `level` (value, label) a horizontal one, `log_x` for a param swept by factors."""
   fig, ax = plt.subplots(figsize=(5, 3.5))
   groups = sorted({p["params"][group] for p in summaries.values()})
   for g in groups:
@@ -33,7 +36,14 @@ def metric_vs_param(summaries: dict, param: str, metric: str, group: str, path: 
   if reference:
     ax.axvline(reference[0], color="gray", ls="--", label=reference[1])
   if chance is not None:
-    ax.axhline(chance, color="gray", ls=":", label="chance")
+    level = (chance, "chance")
+  if level is not None:
+    ax.axhline(level[0], color="gray", ls=":", label=level[1])
+  if log_x:  # ticks at the swept values, written out (1,000 rather than 10^3)
+    ax.set_xscale("log")
+    swept = sorted({p["params"][param] for p in summaries.values()})
+    ax.set_xticks(swept, [f"{v:,}" for v in swept])
+    ax.minorticks_off()
   ax.set_xlabel(param.replace("_", " "))
   ax.set_ylabel(metric.replace("_", " "))
   ax.legend(fontsize=8)

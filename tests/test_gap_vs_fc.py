@@ -3,6 +3,7 @@ by seed), the train accuracy scored on that subset and nowhere else, and a decis
 generalization gap paired by seed."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,3 +194,22 @@ def test_one_refuted_size_refutes_and_a_missing_head_leaves_it_inconclusive():
   lacking = {k: p for k, p in positive.items() if k != "planted_4000_fc"}
   verdict = gap_vs_fc.decide(lacking)
   assert verdict.verdict == "inconclusive" and "planted 4000: the sweep lacks ['fc']" in verdict.reason
+
+
+def test_the_figures_show_each_head_and_the_paired_difference_decide_rules_on(tmp_path):
+  """Three PNGs; the paired figure's points are FC's (and FC + dropout's) gap minus GAP's seed by seed at each
+  size: 0.02 and 0 here by construction, and a size lacking a head has none."""
+  rng = np.random.default_rng(0)
+  gap = list(0.05 + 0.01 * rng.standard_normal(10))
+  points = {**summaries({"gap": gap, "fc": [g + 0.02 for g in gap], "fc_dropout": gap}),
+            **summaries({"gap": gap, "fc": gap, "fc_dropout": gap}, size=4000),
+            **summaries({"gap": gap, "fc": gap}, size=16000)}
+  paired = gap_vs_fc.paired_gaps(points)
+  assert sorted(paired) == ["x_1000_fc", "x_1000_fc_dropout", "x_4000_fc", "x_4000_fc_dropout"]
+  means = {k: p["generalization_gap_difference"]["mean"] for k, p in paired.items()}
+  assert means == pytest.approx({"x_1000_fc": 0.02, "x_1000_fc_dropout": 0.0, "x_4000_fc": 0.0,
+                                 "x_4000_fc_dropout": 0.0}, abs=1e-12)
+  written = gap_vs_fc.figures(points, tmp_path)
+  assert [Path(f).name for f in written] == ["generalization_gap_by_size.png", "test_accuracy_by_size.png",
+                                             "paired_gap_difference_by_size.png"]
+  assert all((tmp_path / Path(f).name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in written)
