@@ -164,6 +164,14 @@ def run_dir(runs_dir: epath.Path, point: Point, seed: int) -> epath.Path:
   return epath.Path(runs_dir) / point.key / f"seed{seed}"
 
 
+def run_clock(results: dict) -> dict:
+  """A run's training time from its results.json: train_time_s over every invocation since step
+  train_time_from_step (0 unless it resumed from a checkpoint that kept no time). Results written before runs
+  kept their time give the last invocation's, counted from the step it resumed from."""
+  return {"train_time_s": results.get("train_time_s", results["wall_time_s"]),
+          "train_time_from_step": results.get("train_time_from_step", results.get("resumed_from_step", 0))}
+
+
 def finished_measure(point: Point, seed: int, runs_dir: epath.Path) -> dict | None:
   """What a finished run of this seed measured, if it was trained with the point's config as it is now and
   measured in the current format; else None."""
@@ -171,7 +179,11 @@ def finished_measure(point: Point, seed: int, runs_dir: epath.Path) -> dict | No
   if stored_config_differences(workdir, seed_config(point, seed)) != [] or not (workdir / "measured.json").exists():
     return None
   measured = json.loads((workdir / "measured.json").read_text())
-  return measured if measured.pop("format", None) == MEASURED_FORMAT else None
+  if measured.pop("format", None) != MEASURED_FORMAT:
+    return None
+  if "train_time_from_step" not in measured:  # measured before runs kept their time: read it as it was
+    measured.update(run_clock(json.loads((workdir / "results.json").read_text())))
+  return measured
 
 
 def run_seeds(exp: Experiment, point: Point, seeds: list[int], runs_dir: epath.Path,
@@ -203,8 +215,7 @@ def run_seeds(exp: Experiment, point: Point, seeds: list[int], runs_dir: epath.P
 def measure_run(exp: Experiment, point: Point, workdir: epath.Path, results: dict) -> dict:
   """The measures of one trained run and of its initial weights (untrained/...), written to measured.json."""
   measured = {"test_accuracy": results["final"]["test_accuracy"],
-              "train_accuracy": results["final"]["train_accuracy"],
-              "train_time_s": results["wall_time_s"]}
+              "train_accuracy": results["final"]["train_accuracy"], **run_clock(results)}
   trained = load_trained(workdir)
   measured.update(exp.measure(point, trained))
   measured.update({f"untrained/{k}": v for k, v in exp.measure(point, initial(trained)).items()})
@@ -344,7 +355,8 @@ def run(exp: Experiment, out_dir: epath.Path, quick: bool = False, seeds: int = 
       "shortcut_baselines": baselines, "runs": raw,
       "configs": {p.key: p.config.to_dict() for p in points}, "figures": figures,
       "wall_time_s": time.time() - t0, "finished": time.strftime("%Y-%m-%d %H:%M %Z"), "hardware": hardware(),
-      "train_time_s": sum(r["train_time_s"] for runs in raw.values() for r in runs)}
+      "train_time_s": sum(r["train_time_s"] for runs in raw.values() for r in runs),
+      "runs_timed_in_part": sum(r["train_time_from_step"] > 0 for runs in raw.values() for r in runs)}
   (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
   (out_dir / "report.md").write_text(report.render(results))
   print(f"[{exp.name}] verdict: {verdict.verdict}: {verdict.reason}")

@@ -3,6 +3,18 @@ null baseline of the same networks at initialization), figures."""
 
 from experiments.stats import BOOTSTRAP_FROM, fmt
 
+def training_time(results: dict, digits: int = 1, why: bool = True) -> str:
+  """'N min' of training; 'at least N min' (and why) when some runs resumed from checkpoints that kept no time,
+  so their sessions before those checkpoints are not counted."""
+  minutes, partial = f"{results['train_time_s'] / 60:.{digits}f} min", results.get("runs_timed_in_part", 0)
+  if not partial:
+    return minutes
+  if not why:
+    return f"at least {minutes}"
+  return (f"at least {minutes} ({partial} of the runs resumed from checkpoints written before runs kept their "
+          "training time: their sessions before those checkpoints are not counted)")
+
+
 INTERVALS = {"bootstrap": f"percentile bootstrap, for {BOOTSTRAP_FROM} or more seeds", "t": "Student t"}
 
 
@@ -25,7 +37,7 @@ def render(results: dict) -> str:
       f"{len(points)} points x {results['seeds']} seeds, each a full run of `train_and_evaluate` "
       f"({'quick' if results['quick'] else 'full'} setting; configs in results.json). "
       f"Cells give the mean over seeds and its 95% interval ({interval}). Training time of the runs (each a whole "
-      f"train_and_evaluate) {results['train_time_s'] / 60:.1f} min; wall time of the invocation that wrote "
+      f"train_and_evaluate) {training_time(results)}; wall time of the invocation that wrote "
       f"this report {results['wall_time_s'] / 60:.1f} min (finished runs are reused, not rerun).",
       "", "Metrics:", ""]
   lines += [f"- `{m}`: {d}" for m, d in results["metrics"].items()]

@@ -90,13 +90,14 @@ def reproduce(table: str, seeds: int, runs: Path, out: Path) -> list[dict]:
 
 def row_summary(label: str, module: str, arg: str | None, paper, results: list[dict]) -> dict:
   """A table row from its seeds' results (one each): test error in percent, mean and spread."""
+  from experiments.framework import run_clock
   seeds = len(results)
   errors = np.array([100 * (1 - r["final"]["test_accuracy"]) for r in results])
   hw = results[0]["hardware"]
   return {"label": label, "config": module + (f":{arg}" if arg else ""), "paper": paper,
           "mean": float(errors.mean()), "std": float(errors.std(ddof=1)) if seeds > 1 else 0.0,
           "errors": errors.tolist(), "seeds": seeds, "epochs": results[0]["epochs"],
-          "time_s": float(np.mean([r["wall_time_s"] for r in results])),
+          "time_s": float(np.mean([run_clock(r)["train_time_s"] for r in results])),  # every session of a run
           "hardware": f"{hw['device_count']} x {hw['device_kind']} ({hw['cpu_count']} CPU cores)"}
 
 

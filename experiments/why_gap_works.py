@@ -14,6 +14,7 @@ from pathlib import Path
 
 import experiments
 from experiments import framework
+from experiments.report import training_time
 from experiments.verdicts import machine
 from gap_jax.preemption import stop_request
 from gap_jax.train import hardware
@@ -75,6 +76,7 @@ def run(out_dir: Path = Path("results") / NAME, seeds: int = 3, components_dir: 
                    "decision_rule": r["decision_rule"], "verdict": r["verdict"], "controls": r["controls"],
                    "seeds": seeds,
                    "runs": sum(len(v) for v in r["runs"].values()), "train_time_s": r["train_time_s"],
+                   "runs_timed_in_part": r.get("runs_timed_in_part", 0),
                    "report": os.path.relpath(sub_dir / "report.md", out_dir),
                    "figures": [os.path.relpath(sub_dir / f, out_dir) for f in r["figures"]]})
   results = {"experiment": NAME, "question": QUESTION, "answer_under_test": ANSWER, "claims": claims,
@@ -118,11 +120,12 @@ def render(results: dict) -> str:
            "| # | claim | experiment | verdict | runs | training time |", "|---|---|---|---|---|---|"]
   for i, c in enumerate(claims, 1):
     lines.append(f"| {i} | {c['claim']} | [{c['experiment']}]({c['report']}) | **{c['verdict']['verdict']}** | "
-                 f"{c['runs']} | {c['train_time_s'] / 60:.1f} min |")
+                 f"{c['runs']} | {training_time(c, why=False)} |")
   counts = {v: sum(c["verdict"]["verdict"] == v for c in claims) for v in framework.VERDICTS}
   lines += ["", f"{counts['supported']} of {len(claims)} claims supported, {counts['refuted']} refuted, "
             f"{counts['inconclusive']} inconclusive. Training time of all runs "
-            f"{sum(c['train_time_s'] for c in claims) / 60:.1f} min; wall time of the invocation that wrote this "
+            f"{training_time({k: sum(c.get(k, 0) for c in claims) for k in ('train_time_s', 'runs_timed_in_part')})}"
+            f"; wall time of the invocation that wrote this "
             f"report {results['wall_time_s'] / 60:.1f} min{in_workers(results)} (finished runs are reused, not "
             f"rerun), finished {results['finished']} on {machine(results)}.", ""]
   for i, c in enumerate(claims, 1):

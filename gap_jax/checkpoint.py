@@ -98,15 +98,25 @@ class Checkpoints:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def save(self, step: int, state) -> None:
+  def save(self, step: int, state, clock: dict | None = None) -> None:
+    """Save `state` at `step`, with `clock` (the run's training time so far, see `clock`) in its metadata."""
     global _in_flight
     with self._write_errors_explained(), self._alone():  # a failed asynchronous write surfaces at the next save
       # Orbax silently skips a save while the previous one is still being written; a slow disk must not
       # lose the checkpoint a SIGTERM asked for, so wait for it first (the write itself stays asynchronous).
       self._manager.wait_until_finished()
-      if not self._manager.save(step, args=ocp.args.StandardSave(state)):
+      if not self._manager.save(step, args=ocp.args.StandardSave(state), custom_metadata=clock):
         raise RuntimeError(f"orbax declined to save step {step}")
       _in_flight = self
+
+  def clock(self, step: int) -> dict:
+    """The training time a run had spent when it saved `step`: {"train_time_s", "train_time_from_step"}, the
+    seconds since step train_time_from_step (0: since it began). A checkpoint saved before runs kept their time
+    says nothing of the time before it: 0 s from its own step."""
+    with self._alone():
+      saved = self._manager.metadata(step).custom_metadata or {}
+    return {"train_time_s": float(saved.get("train_time_s", 0.0)),
+            "train_time_from_step": int(saved.get("train_time_from_step", step))}
 
   @contextlib.contextmanager
   def _write_errors_explained(self):

@@ -170,6 +170,10 @@ def train_together(configs, workdirs, *, stop_after_steps: int | None = None, on
       return [None if stop.requested else train_together([c], [w], stop=stop, **kwargs)[0]
               for c, w in zip(configs, workdirs)]
   start = restored[0][0]
+  # Each run's training time from before this invocation, kept in its checkpoints: a resumed run's results count
+  # every invocation's time, not only the last one's.
+  clocks = [ck.clock(start) if start else {"train_time_s": 0.0, "train_time_from_step": 0} for ck in checkpoints]
+  clock = lambda i: {**clocks[i], "train_time_s": clocks[i]["train_time_s"] + (time.time() - t_start) / together}
   if primary:
     for c, w in zip(configs, workdirs):
       record_config(w, c)  # after the restore: a checkpoint that does not fit keeps the old record
@@ -251,7 +255,7 @@ def train_together(configs, workdirs, *, stop_after_steps: int | None = None, on
           t_log = time.time()  # evaluation time is not training throughput
         if save_now:
           for i, ck in enumerate(checkpoints):
-            ck.save(done, seed_state(state, i))
+            ck.save(done, seed_state(state, i), clock(i))
         if tracing and done == traced[-1]:
           jax.block_until_ready(state)  # the trace ends once the last traced step has computed
           jax.profiler.stop_trace()
@@ -281,11 +285,14 @@ def train_together(configs, workdirs, *, stop_after_steps: int | None = None, on
     if test is None:  # evaluated at the last step already, unless the run resumed there
       test = evaluate(i, state.params, on_device[i][2], on_device[i][3], len(r.data.test))
     final.update({f"test_{k}": float(v) for k, v in test.items()})
-    # wall_time_s: the run's share of the time the runs trained together took.
+    # wall_time_s: the run's share of the time the runs trained together took in this invocation;
+    # train_time_s: the same over every invocation since step train_time_from_step (0 unless it resumed from a
+    # checkpoint that kept no time).
     results = {"final": final, "steps": total_steps, "epochs": total_steps / steps_per_epoch,
                "train_examples_scored": n_train, "seed": c.seed, "evaluated_split": r.data.eval_split,
                "wall_time_s": wall_time_s / together, "trained_together": together,
-               "resumed_from_step": start, "hardware": machine,
+               "resumed_from_step": start, "train_time_s": clocks[i]["train_time_s"] + wall_time_s / together,
+               "train_time_from_step": clocks[i]["train_time_from_step"], "hardware": machine,
                "config": json.loads(c.to_json_best_effort())}
     if primary:
       (w / "results.json").write_text(json.dumps(results, indent=2))

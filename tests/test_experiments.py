@@ -85,6 +85,29 @@ def test_changed_config_retrains_only_that_point(tmp_path):
 
 
 @pytest.mark.slow
+def test_training_time_counts_every_run_and_says_when_a_resumed_one_left_some_out(tmp_path):
+  """The total is the runs' own train_time_s; a run measured before runs kept their time, which had resumed
+  (measured.json without train_time_from_step, results.json with only the last session's time), makes it 'at
+  least'."""
+  exp = tiny_experiment("position")
+  results = run(exp, tmp_path, quick=True, seeds=2)
+  runs = sorted(tmp_path.glob("runs/*/seed*"))
+  times = [json.loads((r / "results.json").read_text())["train_time_s"] for r in runs]
+  assert results["train_time_s"] == pytest.approx(sum(times)) and results["runs_timed_in_part"] == 0
+  old = runs[0]
+  for name, drop in (("measured.json", ("train_time_from_step",)),
+                     ("results.json", ("train_time_s", "train_time_from_step"))):
+    record = json.loads((old / name).read_text())
+    for key in drop:
+      record.pop(key)
+    record.update({"resumed_from_step": 2} if name == "results.json" else {})
+    (old / name).write_text(json.dumps(record))
+  again = run(exp, tmp_path, quick=True, seeds=2)
+  assert again["runs_timed_in_part"] == 1 and again["train_time_s"] == pytest.approx(results["train_time_s"])
+  assert "Training time of the runs (each a whole train_and_evaluate) at least" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.slow
 def test_flagship_report_answers_every_claim(tmp_path):
   from experiments import why_gap_works
   results = why_gap_works.run(tmp_path / "flagship", seeds=2, components_dir=tmp_path, get=tiny_experiment)

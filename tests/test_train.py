@@ -50,6 +50,33 @@ def test_resume_is_bit_identical(tmp_path, tiny_config):
   assert straight["final"] == resumed["final"]
 
 
+def test_a_resumed_runs_training_time_counts_every_invocation(tmp_path, tiny_config, monkeypatch):
+  """train_time_s: the time at the checkpoint it resumed from (kept in the checkpoint) plus this invocation's;
+  from a checkpoint that kept no time (saved before runs kept it), this invocation's alone, from that step."""
+  import time
+  from gap_jax.checkpoint import Checkpoints
+  tiny_config.checkpoint_every_steps = 2
+  straight = train_and_evaluate(tiny_config, tmp_path / "straight")
+  assert straight["train_time_s"] == straight["wall_time_s"] and straight["train_time_from_step"] == 0
+  t0 = time.time()
+  assert train_and_evaluate(tiny_config, tmp_path / "resumed", stop_after_steps=3) is None
+  first = time.time() - t0
+  ck = Checkpoints(tmp_path / "resumed" / "checkpoints", 3)
+  at_3 = ck.clock(3)
+  ck.close()
+  assert 0 < at_3["train_time_s"] <= first and at_3["train_time_from_step"] == 0
+  resumed = train_and_evaluate(tiny_config, tmp_path / "resumed")
+  assert resumed["train_time_s"] == pytest.approx(at_3["train_time_s"] + resumed["wall_time_s"])
+  assert resumed["train_time_from_step"] == 0
+
+  save = Checkpoints.save
+  monkeypatch.setattr(Checkpoints, "save", lambda self, step, state, clock=None: save(self, step, state))
+  assert train_and_evaluate(tiny_config, tmp_path / "untimed", stop_after_steps=3) is None
+  monkeypatch.undo()
+  resumed = train_and_evaluate(tiny_config, tmp_path / "untimed")
+  assert resumed["train_time_s"] == resumed["wall_time_s"] and resumed["train_time_from_step"] == 3
+
+
 def test_finished_run_is_not_trained_again(tmp_path, tiny_config):
   first = train_and_evaluate(tiny_config, tmp_path)
   again = train_and_evaluate(tiny_config, tmp_path)

@@ -24,6 +24,21 @@ def test_a_row_says_what_its_run_wrote(tmp_path):
   assert row == ("| [`absent_maps`](results/absent_maps/report.md) | Q? | **refuted** | **failed** | "
                  "2 x 10 seeds = 19 | 10 min | 2026-12-04 22:00 UTC | 1 cpu (AMD EPYC 9B14), jax 0.10.2 |")
   assert any("no full run yet" in line for line in lines)  # the experiments without a committed run
+  results["runs_timed_in_part"] = 2  # two runs resumed from checkpoints that kept no time
+  (tmp_path / "absent_maps" / "results.json").write_text(json.dumps(results))
+  assert "| at least 10 min |" in verdicts.table(tmp_path)
+
+
+def test_a_runs_time_is_read_the_same_from_results_of_any_age():
+  from experiments.framework import run_clock
+  from experiments.report import training_time
+  assert run_clock({"wall_time_s": 5.0, "train_time_s": 9.0, "train_time_from_step": 0, "resumed_from_step": 3}) \
+      == {"train_time_s": 9.0, "train_time_from_step": 0}  # this session's 5 s and 4 s before the checkpoint
+  assert run_clock({"wall_time_s": 5.0, "resumed_from_step": 0}) == {"train_time_s": 5.0, "train_time_from_step": 0}
+  assert run_clock({"wall_time_s": 5.0, "resumed_from_step": 3}) == {"train_time_s": 5.0, "train_time_from_step": 3}
+  assert training_time({"train_time_s": 90.0}) == "1.5 min"
+  partial = {"train_time_s": 90.0, "runs_timed_in_part": 1}
+  assert training_time(partial).startswith("at least 1.5 min (1 of the runs resumed")
 
 
 def test_results_name_the_cpu_model_and_its_vector_extensions():
