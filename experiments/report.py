@@ -3,6 +3,7 @@ null baseline of the same networks at initialization), figures."""
 
 from experiments.stats import BOOTSTRAP_FROM, fmt
 
+
 def training_time(results: dict, digits: int = 1, why: bool = True) -> str:
   """'N min' of training; 'at least N min' (and why) when some runs resumed from checkpoints that kept no time,
   so their sessions before those checkpoints are not counted."""

@@ -122,12 +122,11 @@ def render(results: dict) -> str:
     lines.append(f"| {i} | {c['claim']} | [{c['experiment']}]({c['report']}) | **{c['verdict']['verdict']}** | "
                  f"{c['runs']} | {training_time(c, why=False)} |")
   counts = {v: sum(c["verdict"]["verdict"] == v for c in claims) for v in framework.VERDICTS}
+  total = {k: sum(c.get(k, 0) for c in claims) for k in ("train_time_s", "runs_timed_in_part")}
   lines += ["", f"{counts['supported']} of {len(claims)} claims supported, {counts['refuted']} refuted, "
-            f"{counts['inconclusive']} inconclusive. Training time of all runs "
-            f"{training_time({k: sum(c.get(k, 0) for c in claims) for k in ('train_time_s', 'runs_timed_in_part')})}"
-            f"; wall time of the invocation that wrote this "
-            f"report {results['wall_time_s'] / 60:.1f} min{in_workers(results)} (finished runs are reused, not "
-            f"rerun), finished {results['finished']} on {machine(results)}.", ""]
+            f"{counts['inconclusive']} inconclusive. Training time of all runs {training_time(total)}; wall time "
+            f"of the invocation that wrote this report {results['wall_time_s'] / 60:.1f} min{in_workers(results)} "
+            f"(finished runs are reused, not rerun), finished {results['finished']} on {machine(results)}.", ""]
   for i, c in enumerate(claims, 1):
     lines += [f"## {i}. {c['experiment']}: {c['verdict']['verdict']}", "", f"**Claim.** {c['claim']}", "",
               f"**Hypothesis.** {c['hypothesis']}", "", f"**Decision rule.** {c['decision_rule']}", "",
