@@ -32,6 +32,7 @@ from etils import epath  # each run folder is a workdir, an epath.Path as gap_ja
 
 from experiments import report, shortcuts, stats, sweep_devices
 from experiments.convergence import Convergence, trend
+from experiments.progress import SweepProgress, steps_done
 from gap_jax.configs import default
 from gap_jax.data import load_dataset
 from gap_jax.errors import UserError
@@ -232,6 +233,17 @@ def seed_groups(runs: list[tuple[Point, int]], together: bool) -> list[tuple[Poi
   return [(group[0][0], [seed for _, seed in group]) for group in groups]
 
 
+def progress_of(groups: list[tuple[Point, list[int]]], runs_dir: epath.Path) -> SweepProgress:
+  """The sweep's progress keeper: each group's training steps left (none for a finished run; a run's config
+  less its checkpoint's step), or None where a config sets epochs rather than steps."""
+  def left(point, seed):
+    if finished_measure(point, seed, runs_dir) is not None:
+      return 0
+    return max(0, point.config.num_train_steps - steps_done(run_dir(runs_dir, point, seed)))
+  return SweepProgress([sum(left(p, s) for s in seeds) if p.config.get("num_train_steps") else None
+                        for p, seeds in groups], [len(seeds) for _, seeds in groups])
+
+
 def train_runs(exp: Experiment, runs: list[tuple[Point, int]], runs_dir: epath.Path,
                data_parallel_runs: bool = False, shard: str = "", seeds_together: bool = False) -> list[dict]:
   """run_seeds of each (point, seed) in `runs`, in that order: spread over the local devices, one run per device
@@ -246,17 +258,18 @@ def train_runs(exp: Experiment, runs: list[tuple[Point, int]], runs_dir: epath.P
   groups = seed_groups(runs, seeds_together)
   describe = lambda point, seeds: f"{point.key} seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
   if devices is None:
-    measured = []
+    measured, sweep = [], progress_of(groups, runs_dir)
     # One request for the whole sweep (the command's): a SIGTERM while a run is measured (or between runs) lets
     # that run finish its measure and starts no other, as one during training saves the checkpoint.
     with stop_request() as stop:
-      for point, seeds in groups:
+      for i, (point, seeds) in enumerate(groups):
         if stop.requested:
           break
-        print(f"[{exp.name}] {shard}{describe(point, seeds)}", flush=True)
+        print(f"[{exp.name}] {shard}{describe(point, seeds)} ({sweep.start(i)})", flush=True)
         measured.extend(run_seeds(exp, point, seeds, runs_dir, stop=stop))
         if None in measured:
           break
+        sweep.finish(i)
   else:
     def on_device(group, device, stop):
       print(f"[{exp.name}] {shard}{describe(*group)} on {device}", flush=True)
