@@ -97,7 +97,8 @@ def fake_run(tmp_path, monkeypatch, losses_by_point, rests_on=None):
   def run_seeds(exp, point, seeds, runs_dir, stop=None):
     for seed in seeds:
       write_losses(runs_dir / point.key / f"seed{seed}" / "metrics.jsonl", losses_by_point[point.key])
-    return [{"test_accuracy": 0.6, "train_accuracy": 0.6, "train_time_s": 1.0, "score": 1.0 + seed} for seed in seeds]
+    return [{"test_accuracy": 0.6, "train_accuracy": 0.6, "train_time_s": 1.0, "train_time_from_step": 0,
+             "score": 1.0 + seed} for seed in seeds]
   monkeypatch.setattr(framework, "run_seeds", run_seeds)
   monkeypatch.setattr(framework, "shortcut_baselines", lambda points: {})
   exp = Experiment(

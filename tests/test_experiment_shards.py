@@ -74,7 +74,7 @@ def test_a_sigterm_while_a_run_is_measured_lets_it_finish_and_starts_no_other(tm
   def run_seeds(exp, point, seeds, runs_dir, stop=None):  # a run's measure, during which the signal lands
     os.kill(os.getpid(), signal.SIGTERM)
     measured.append((point.key, seeds))
-    return [{"test_accuracy": 0.5, "train_accuracy": 1.0, "train_time_s": 1.0}]
+    return [{"test_accuracy": 0.5, "train_accuracy": 1.0, "train_time_s": 1.0, "train_time_from_step": 0}]
 
   leaked = []
   monkeypatch.setattr(framework, "run_seeds", run_seeds)
