@@ -51,7 +51,9 @@ class StopRequest:
     if self._main:
       if not self._agreed:
         self._previous = signal.signal(signal.SIGTERM, self._handle)
-        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job's shell ignores it: so do we
+        # Not where SIGINT is ignored (a background job: so do we) or handled outside Python (None: it could not
+        # be put back).
+        if signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None):
           self._previous_sigint = signal.signal(signal.SIGINT, self._interrupt)
       _ENTERED.append(self)
     return self
