@@ -271,10 +271,14 @@ def train_runs(exp: Experiment, runs: list[tuple[Point, int]], runs_dir: epath.P
           break
         sweep.finish(i)
   else:
-    def on_device(group, device, stop):
-      print(f"[{exp.name}] {shard}{describe(*group)} on {device}", flush=True)
+    sweep = progress_of(groups, runs_dir)  # runs train side by side here: their count, no ETA
+
+    def on_device(item, device, stop):
+      i, group = item
+      print(f"[{exp.name}] {shard}{describe(*group)} on {device} ({sweep.start(i)})", flush=True)
       return run_seeds(exp, *group, runs_dir, stop=stop)
-    measured = [m for group, ms in zip(groups, sweep_devices.map_on_devices(on_device, groups, devices))
+    indexed = list(enumerate(groups))
+    measured = [m for group, ms in zip(groups, sweep_devices.map_on_devices(on_device, indexed, devices))
                 for m in (ms or [None] * len(group[1]))]
   unfinished = [f"{point.key}/seed{seed}" for (point, seed), m in itertools.zip_longest(runs, measured) if m is None]
   if unfinished:
