@@ -8,16 +8,13 @@ import time
 
 from etils import epath
 
+from gap_jax.train import hms
+
 
 def steps_done(workdir: epath.Path) -> int:
   """The step of a run's latest checkpoint, 0 without one (the folder orbax names by its step)."""
   folder = epath.Path(workdir) / "checkpoints"
   return max((int(p.name) for p in folder.iterdir() if p.name.isdigit()), default=0) if folder.exists() else 0
-
-
-def eta(seconds: float) -> str:
-  minutes, s = divmod(round(seconds), 60)
-  return f"{minutes // 60}:{minutes % 60:02d}:{s:02d}"
 
 
 @dataclasses.dataclass
@@ -37,7 +34,7 @@ class SweepProgress:
     line = f"run {done + 1}/{total}" if self.runs[i] == 1 else f"runs {done + 1}-{done + self.runs[i]}/{total}"
     left = self.steps_left[i:]
     if self.trained_steps and None not in left:
-      line += f", the sweep's ETA {eta(sum(left) * self.trained_s / self.trained_steps)}"
+      line += f", the sweep's ETA {hms(sum(left) * self.trained_s / self.trained_steps)}"
     return line
 
   def finish(self, i: int) -> None:

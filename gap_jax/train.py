@@ -77,11 +77,17 @@ def hardware(mesh=None) -> dict:
           "commit": _code_commit()}
 
 
+def hms(seconds: float) -> str:
+  """A duration as h:mm:ss, hours not wrapping at a day (a CPU run of NiN's recipe takes days)."""
+  minutes, s = divmod(round(seconds), 60)
+  return f"{minutes // 60}:{minutes % 60:02d}:{s:02d}"
+
+
 def _progress_line(done: int, start: int, total: int, elapsed_s: float, summary: dict) -> str:
   """What the tqdm bar shows, as one line for a log file: tqdm draws nothing when stdout is not a terminal."""
   eta_s = (total - done) * elapsed_s / max(done - start, 1)
   return (f"step {done}/{total} ({100 * done / total:.0f}%): loss {summary['train/loss']:.4f}, "
-          f"{summary['train/images_per_s']:.0f} images/s, ETA {time.strftime('%H:%M:%S', time.gmtime(eta_s))}")
+          f"{summary['train/images_per_s']:.0f} images/s, ETA {hms(eta_s)}")
 
 
 def _summarize(fetched: list[dict], first_step: int, run: str = "") -> dict[str, float]:

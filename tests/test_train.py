@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gap_jax.errors import UserError
-from gap_jax.train import train_and_evaluate
+from gap_jax.train import hms, train_and_evaluate
 from gap_jax.trained import load_trained
 
 
@@ -36,7 +36,12 @@ def test_a_log_file_gets_plain_progress_lines(tmp_path, tiny_config, capsys):
   train_and_evaluate(tiny_config, tmp_path)
   lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("step ") and "ETA" in l]
   assert [l.split(" (")[0] for l in lines] == ["step 2/8", "step 4/8", "step 6/8", "step 8/8"], lines
-  assert re.fullmatch(r"step 8/8 \(100%\): loss \d+\.\d{4}, \d+ images/s, ETA 00:00:00", lines[-1])
+  assert re.fullmatch(r"step 8/8 \(100%\): loss \d+\.\d{4}, \d+ images/s, ETA 0:00:00", lines[-1])
+
+
+def test_durations_print_as_hours_that_do_not_wrap_at_a_day():
+  assert hms(3 * 3600 + 62) == "3:01:02"
+  assert hms(2 * 86400 + 59.6) == "48:01:00"  # 48 h, rounded to the second
 
 
 def test_resume_is_bit_identical(tmp_path, tiny_config):
